@@ -1,0 +1,6 @@
+/* cli.h - subcommands of the sluice program.  Each takes argc/argv with
+ * argv[0] = the subcommand name and returns the process exit code. */
+#ifndef SL_CLI_H
+#define SL_CLI_H
+int sl_cli_demo(int argc, char **argv);
+#endif

@@ -1,0 +1,40 @@
+/* main.c - the sluice program: dispatches to subcommands. */
+#include <stdio.h>
+#include <string.h>
+#include "cli.h"
+#include "sluice/sluice.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: sluice <command> [options]\n"
+	        "\n"
+	        "commands:\n"
+	        "  demo            send the seed's 10 demo requests through the pipeline\n"
+	        "  version         print the version\n"
+	        "  help            this text\n"
+	        "\n"
+	        "Run 'sluice <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "demo") == 0)
+		return sl_cli_demo(argc - 1, argv + 1);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("sluice %s\n", SLUICE_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

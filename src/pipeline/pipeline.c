@@ -1,0 +1,1355 @@
+/* pipeline.c - stages, queues, backpressure, outcomes, drain.
+ *
+ * Each shard runs a copy of the pipeline (an sl__ps).  A request (job)
+ * moves: inbox (MPSC, any thread pushes) -> stage 0 queue -> work ->
+ * stage 1 queue -> ... -> last stage -> outcome.  The pump (pump()) moves
+ * jobs in batches, downstream stages first so room is made before it is
+ * needed.  A stage that finishes a job while the next queue is full under
+ * "block" keeps the job (and its slot) on a done list: the stage stops
+ * taking work, its queue fills, and the pressure reaches the submitter as
+ * SL_EAGAIN.  Under "shed" the job ends at once with outcome "shed".
+ *
+ * Every job ends in finish(), exactly once; see docs/internals/pipeline.md.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "core/log.h"
+#include "pipeline/pipeline_int.h"
+
+/* ------------------------------------------------------------ seqlock */
+
+void sl__ps_enter(sl__ps *ps)
+{
+	if (ps->depth++ == 0) {
+		uint32_t s = atomic_load_explicit(&ps->seq, memory_order_relaxed);
+		atomic_store_explicit(&ps->seq, s + 1, memory_order_relaxed);
+		atomic_thread_fence(memory_order_release);
+	}
+}
+
+void sl__ps_exit(sl__ps *ps)
+{
+	if (--ps->depth == 0) {
+		uint32_t s = atomic_load_explicit(&ps->seq, memory_order_relaxed);
+		atomic_store_explicit(&ps->seq, s + 1, memory_order_release);
+	}
+}
+
+/* ------------------------------------------------------------ id map */
+
+static size_t map_slot(const sl__ps *ps, uint64_t id)
+{
+	return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 20) & ps->map_mask;
+}
+
+static void map_put(sl__ps *ps, struct sl_job *job)
+{
+	size_t i = map_slot(ps, job->id);
+	while (ps->map_k[i])
+		i = (i + 1) & ps->map_mask;
+	ps->map_k[i] = job->id;
+	ps->map_v[i] = job;
+}
+
+static struct sl_job *map_get(const sl__ps *ps, uint64_t id)
+{
+	size_t i = map_slot(ps, id);
+	while (ps->map_k[i]) {
+		if (ps->map_k[i] == id)
+			return ps->map_v[i];
+		i = (i + 1) & ps->map_mask;
+	}
+	return NULL;
+}
+
+/* Linear probing with backward-shift deletion (no tombstones). */
+static void map_del(sl__ps *ps, uint64_t id)
+{
+	size_t i = map_slot(ps, id);
+	while (ps->map_k[i] && ps->map_k[i] != id)
+		i = (i + 1) & ps->map_mask;
+	if (!ps->map_k[i])
+		return;
+	size_t j = i;
+	for (;;) {
+		ps->map_k[i] = 0;
+		ps->map_v[i] = NULL;
+		for (;;) {
+			j = (j + 1) & ps->map_mask;
+			if (!ps->map_k[j])
+				return;
+			size_t k = map_slot(ps, ps->map_k[j]);
+			/* move j back to i unless k lies cyclically in (i, j] */
+			if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+				continue;
+			break;
+		}
+		ps->map_k[i] = ps->map_k[j];
+		ps->map_v[i] = ps->map_v[j];
+		i = j;
+	}
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static inline uint64_t ps_now(sl__ps *ps)
+{
+	return ps->now = sl_now_ns();
+}
+
+static void job_free(struct sl_job *job)
+{
+	sl_dynbuf_free(&job->context);
+	sl_dynbuf_free(&job->out);
+	if (job->prompt != job->input)
+		free(job->prompt);
+	free(job->text);
+	free(job->detail);
+	free(job);
+}
+
+static void set_detail(struct sl_job *job, const char *detail)
+{
+	if (!detail || job->detail)
+		return;
+	job->detail = strdup(detail);
+}
+
+static void timer_disarm(struct sl_job *job)
+{
+	if (job->timer_armed) {
+		event_del(&job->timer);
+		job->timer_armed = 0;
+	}
+}
+
+static void on_job_timer(evutil_socket_t fd, short what, void *arg);
+
+static void timer_arm(sl__ps *ps, struct sl_job *job)
+{
+	uint64_t at = job->deadline;
+	if (job->stage_deadline && (!at || job->stage_deadline < at))
+		at = job->stage_deadline;
+	timer_disarm(job);
+	if (!at)
+		return;
+	if (!job->timer_init) {
+		event_assign(&job->timer, ps->sh->base, -1, 0, on_job_timer, job);
+		job->timer_init = 1;
+	}
+	uint64_t now = sl_now_ns();
+	uint64_t d = at > now ? at - now : 0;
+	struct timeval tv = {.tv_sec = (time_t)(d / 1000000000u),
+	                     .tv_usec = (suseconds_t)((d % 1000000000u) / 1000u)};
+	event_add(&job->timer, &tv);
+	job->timer_armed = 1;
+}
+
+static void trace_stage(sl__ps *ps, struct sl_job *job, unsigned s)
+{
+	const sl_stage_times *t = &job->times[s];
+	sl__log(SL_LOG_INFO,
+	        "event=stage pipeline=%s stage=%s req=%s session=%s shard=%u "
+	        "wait_us=%.1f work_us=%.1f",
+	        ps->p->name, ps->p->stages[s].name, job->request_id, job->session,
+	        ps->idx, (double)(t->started - t->enqueued) / 1e3,
+	        (double)(t->finished - t->started) / 1e3);
+}
+
+/* Ends a job: counters, callback, free.  The job must already be out of
+ * every queue, slot and list.  stage < 0 for "no stage" (completed). */
+static void finish(sl__ps *ps, struct sl_job *job, sl_outcome oc, int status,
+                   int stage, const char *reason)
+{
+	sl_pipeline *p = ps->p;
+	timer_disarm(job);
+	job->state = J_DONE;
+	map_del(ps, job->id);
+	uint64_t now = sl_now_ns();
+	sl__ctr_add(&ps->outcomes[oc], 1);
+	if (oc == SL_OUTCOME_COMPLETED)
+		sl__hist_record(ps->e2e, now - job->t_submit);
+
+	sl_result r;
+	memset(&r, 0, sizeof r);
+	r.id = job->id;
+	r.request_id = job->request_id;
+	r.session = job->session;
+	r.outcome = oc;
+	r.status = status;
+	r.stage = stage >= 0 ? p->stages[stage].name : NULL;
+	set_detail(job, reason);
+	r.reason = job->detail;
+	if (job->text) {
+		r.text = job->text;
+		r.text_len = job->text_len;
+	} else {
+		r.text = sl_dynbuf_str(&job->out);
+		r.text_len = job->out.len;
+	}
+	r.n_tokens = job->n_tokens;
+	r.prompt_tokens = job->usage.prompt_tokens;
+	r.completion_tokens = job->usage.completion_tokens;
+	r.finish_reason = job->usage.finish_reason;
+	if (oc == SL_OUTCOME_COMPLETED && !r.finish_reason)
+		r.finish_reason = job->out_cut ? "length" : "stop";
+	r.t_submit = job->t_submit;
+	r.t_first_token = job->t_first_token;
+	r.t_end = now;
+	r.n_stages = p->n_stages;
+	r.stage_names = p->stage_names;
+	r.stage_times = job->times;
+	if (p->trace || sl__log_on(SL_LOG_TRACE)) {
+		char q[256];
+		sl__log(SL_LOG_INFO,
+		        "event=outcome pipeline=%s req=%s session=%s shard=%u outcome=%s "
+		        "stage=%s status=%s total_us=%.1f reason=%s",
+		        p->name, job->request_id, job->session, ps->idx,
+		        sl_outcome_name(oc), r.stage ? r.stage : "-",
+		        sl_status_name(status), (double)(now - job->t_submit) / 1e3,
+		        sl__log_quote(q, sizeof q, r.reason ? r.reason : ""));
+	}
+	job->on_done(job->user, &r);
+	if (job->zombie)
+		return; /* freed when its stage finally reports (sl_job_done) */
+	sl__ctr_add(&ps->live, -1);
+	job_free(job);
+}
+
+static sl_outcome outcome_for(struct sl_job *job, int status)
+{
+	if (status == SL_ECANCELED)
+		return SL_OUTCOME_CANCELLED;
+	if (status == SL_ETIMEDOUT && job->deadline && sl_now_ns() >= job->deadline)
+		return SL_OUTCOME_EXPIRED;
+	if (status == SL_ESHED)
+		return SL_OUTCOME_SHED;
+	return SL_OUTCOME_FAILED;
+}
+
+static void count_end(sl__stage_rt *st, sl_outcome oc)
+{
+	switch (oc) {
+	case SL_OUTCOME_SHED: sl__ctr_add(&st->ctr.shed, 1); break;
+	case SL_OUTCOME_CANCELLED: sl__ctr_add(&st->ctr.cancelled, 1); break;
+	case SL_OUTCOME_EXPIRED: sl__ctr_add(&st->ctr.expired, 1); break;
+	case SL_OUTCOME_FAILED: sl__ctr_add(&st->ctr.failed, 1); break;
+	default: break;
+	}
+}
+
+/* Puts job into stage s's queue.  SL_OK, SL_ESHED (job ended), SL_EAGAIN
+ * (full under block: job untouched). */
+static int enqueue(sl__ps *ps, unsigned s, struct sl_job *job)
+{
+	sl__stage_rt *st = &ps->st[s];
+	int rc = sl_pq_push(&st->queue, job, job->priority);
+	if (rc == SL_OK) {
+		job->state = J_QUEUED;
+		job->stage = (uint8_t)s;
+		job->times[s].enqueued = ps->now;
+		sl__ctr_add(&st->ctr.enqueued, 1);
+		sl__ctr_add(&st->ctr.queued, 1);
+		return SL_OK;
+	}
+	if (rc == SL_EAGAIN && ps->p->stages[s].overflow == SL_OVERFLOW_SHED) {
+		job->stage = (uint8_t)s;
+		sl__ctr_add(&st->ctr.shed, 1);
+		finish(ps, job, SL_OUTCOME_SHED, SL_ESHED, (int)s, "queue full");
+		return SL_ESHED;
+	}
+	return rc == SL_ENOMEM ? SL_ENOMEM : SL_EAGAIN;
+}
+
+static void done_append(sl__stage_rt *st, struct sl_job *job)
+{
+	job->next = NULL;
+	if (st->done_tail)
+		st->done_tail->next = job;
+	else
+		st->done_head = job;
+	st->done_tail = job;
+}
+
+static void done_remove(sl__stage_rt *st, struct sl_job *job)
+{
+	struct sl_job **pp = &st->done_head, *prev = NULL;
+	while (*pp && *pp != job) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return;
+	*pp = job->next;
+	if (st->done_tail == job)
+		st->done_tail = prev;
+	job->next = NULL;
+}
+
+static void slot_release(sl__ps *ps, unsigned s)
+{
+	ps->st[s].running--;
+	sl__ctr_add(&ps->st[s].ctr.running, -1);
+}
+
+/* Job finished stage s successfully: move it on (or park it). */
+static void advance(sl__ps *ps, unsigned s, struct sl_job *job)
+{
+	sl__stage_rt *st = &ps->st[s];
+	if (s + 1 == ps->p->n_stages) {
+		slot_release(ps, s);
+		finish(ps, job, SL_OUTCOME_COMPLETED, SL_OK, -1, NULL);
+		return;
+	}
+	if (!st->done_head) {
+		int rc = enqueue(ps, s + 1, job);
+		if (rc == SL_OK || rc == SL_ESHED) {
+			slot_release(ps, s);
+			return;
+		}
+	}
+	job->state = J_BLOCKED;
+	done_append(st, job);
+}
+
+/* Stage s ended its work on job with status rc. */
+static void stage_finished(sl__ps *ps, unsigned s, struct sl_job *job, int rc)
+{
+	sl__stage_rt *st = &ps->st[s];
+	uint64_t now = ps_now(ps);
+	job->times[s].finished = now;
+	sl__hist_record(st->lat, now - job->times[s].started);
+	if (job->stage_deadline) {
+		job->stage_deadline = 0;
+		if (job->timer_armed)
+			timer_arm(ps, job); /* back to the request deadline only */
+	}
+	if (ps->p->trace || sl__log_on(SL_LOG_TRACE))
+		trace_stage(ps, job, s);
+	if (rc == SL_OK) {
+		sl__ctr_add(&st->ctr.processed, 1);
+		advance(ps, s, job);
+		return;
+	}
+	sl_outcome oc = outcome_for(job, rc);
+	count_end(st, oc);
+	slot_release(ps, s);
+	finish(ps, job, oc, rc, (int)s, job->detail ? job->detail : sl_strerror(rc));
+}
+
+static void run_job(sl__ps *ps, unsigned s, struct sl_job *job)
+{
+	sl__stage *sd = &ps->p->stages[s];
+	job->in_run = 1;
+	job->inline_done = 0;
+	job->stage_data = NULL;
+	int rc = sd->ops->run(ps->st[s].ss, job);
+	job->in_run = 0;
+	if (rc == SL_EPENDING) {
+		if (!job->inline_done)
+			return;
+		rc = job->inline_status;
+	}
+	stage_finished(ps, s, job, rc);
+}
+
+/* Ends a job that is queued, in work or parked (cancel, expiry, timeout). */
+static void abort_job(sl__ps *ps, struct sl_job *job, sl_outcome oc, int status,
+                      const char *reason)
+{
+	unsigned s = job->stage;
+	sl__stage_rt *st = &ps->st[s];
+	switch (job->state) {
+	case J_QUEUED:
+		sl_pq_remove(&st->queue, job, job->priority);
+		sl__ctr_add(&st->ctr.queued, -1);
+		break;
+	case J_RUNNING: {
+		const sl_stage_ops *ops = ps->p->stages[s].ops;
+		if (ops->cancel)
+			ops->cancel(st->ss, job);
+		else
+			job->zombie = 1;
+		slot_release(ps, s);
+		break;
+	}
+	case J_BLOCKED:
+		done_remove(st, job);
+		slot_release(ps, s);
+		break;
+	default:
+		return;
+	}
+	count_end(st, oc);
+	finish(ps, job, oc, status, (int)s, reason);
+	sl__shard_schedule(ps->sh);
+}
+
+static void on_job_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct sl_job *job = arg;
+	sl__ps *ps = job->ps;
+	job->timer_armed = 0;
+	sl__ps_enter(ps);
+	uint64_t now = ps_now(ps);
+	if (job->deadline && now >= job->deadline) {
+		abort_job(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, "deadline exceeded");
+	} else if (job->stage_deadline && now >= job->stage_deadline) {
+		char why[96];
+		snprintf(why, sizeof why, "stage %s timed out after %u ms",
+		         ps->p->stages[job->stage].name, ps->p->stages[job->stage].timeout_ms);
+		abort_job(ps, job, SL_OUTCOME_FAILED, SL_ETIMEDOUT, why);
+	} else {
+		timer_arm(ps, job); /* woke early (clock granularity) */
+	}
+	sl__ps_exit(ps);
+}
+
+/* ------------------------------------------------------------ the pump */
+
+static int early_cancelled(sl__ps *ps, uint64_t id)
+{
+	for (unsigned i = 0; i < ps->n_early; i++)
+		if (ps->early[i] == id) {
+			ps->early[i] = ps->early[--ps->n_early];
+			return 1;
+		}
+	return 0;
+}
+
+static void admit_one(sl__ps *ps, struct sl_job *job)
+{
+	sl__ctr_add(&ps->submitted, 1);
+	sl__ctr_add(&ps->live, 1);
+	map_put(ps, job);
+	if (ps->n_early && early_cancelled(ps, job->id)) {
+		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
+		finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "cancelled by caller");
+		return;
+	}
+	if (job->deadline) {
+		if (ps->now >= job->deadline) {
+			sl__ctr_add(&ps->st[0].ctr.expired, 1);
+			finish(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, 0, "deadline exceeded");
+			return;
+		}
+		timer_arm(ps, job);
+	}
+	enqueue(ps, 0, job); /* room was checked by the caller, or shed */
+}
+
+/* inbox -> stage 0.  Returns 1 if anything moved. */
+static int admit(sl__ps *ps)
+{
+	sl__stage_rt *st0 = &ps->st[0];
+	int shed = ps->p->stages[0].overflow == SL_OVERFLOW_SHED;
+	int moved = 0;
+	while (shed || !sl_pq_full(&st0->queue)) {
+		void *it;
+		if (sl_queue_pop(ps->inbox, &it) != SL_OK)
+			break;
+		admit_one(ps, it);
+		moved = 1;
+	}
+	if (moved)
+		sl_queue_notify(ps->inbox);
+	if (!sl_list_empty(&ps->ready) &&
+	    (sl_queue_size(ps->inbox) < sl_queue_capacity(ps->inbox) ||
+	     atomic_load_explicit(&ps->p->closing, memory_order_relaxed))) {
+		sl_lnode *n = sl_list_take(&ps->ready);
+		while (n) {
+			sl_lnode *next = n->next;
+			sl_post *po = (sl_post *)n;
+			po->fn(po->arg);
+			n = next;
+		}
+	}
+	return moved;
+}
+
+static int flush_done(sl__ps *ps, unsigned s)
+{
+	sl__stage_rt *st = &ps->st[s];
+	int moved = 0;
+	while (st->done_head) {
+		struct sl_job *job = st->done_head, *next = job->next;
+		int rc = enqueue(ps, s + 1, job); /* on SL_ESHED job is freed */
+		if (rc == SL_EAGAIN || rc == SL_ENOMEM)
+			break;
+		/* enqueued or shed: either way it left the done list */
+		st->done_head = next;
+		if (!next)
+			st->done_tail = NULL;
+		slot_release(ps, s);
+		moved = 1;
+	}
+	return moved;
+}
+
+static int start_queued(sl__ps *ps, unsigned s)
+{
+	sl__stage_rt *st = &ps->st[s];
+	sl__stage *sd = &ps->p->stages[s];
+	int moved = 0;
+	while (st->running < sd->conc && !st->done_head) {
+		void *it;
+		if (sl_pq_pop(&st->queue, &it) != SL_OK)
+			break;
+		struct sl_job *job = it;
+		moved = 1;
+		sl__ctr_add(&st->ctr.queued, -1);
+		if (job->deadline && ps->now >= job->deadline) {
+			sl__ctr_add(&st->ctr.expired, 1);
+			finish(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, (int)s,
+			       "deadline exceeded");
+			continue;
+		}
+		job->state = J_RUNNING;
+		st->running++;
+		sl__ctr_add(&st->ctr.running, 1);
+		job->times[s].started = ps->now;
+		sl__hist_record(st->wait, ps->now - job->times[s].enqueued);
+		if (sd->timeout_ms) {
+			job->stage_deadline = ps->now + (uint64_t)sd->timeout_ms * 1000000u;
+			timer_arm(ps, job);
+		}
+		run_job(ps, s, job);
+	}
+	return moved;
+}
+
+static void pump(sl__ps *ps)
+{
+	int progress;
+	do {
+		ps_now(ps);
+		progress = admit(ps);
+		for (int s = (int)ps->p->n_stages - 1; s >= 0; s--) {
+			if (s + 1 < (int)ps->p->n_stages)
+				progress |= flush_done(ps, (unsigned)s);
+			progress |= start_queued(ps, (unsigned)s);
+		}
+	} while (progress);
+}
+
+static void ps_poll(sl__poller *pl)
+{
+	sl__ps *ps = (sl__ps *)pl;
+	sl__ps_enter(ps);
+	pump(ps);
+	sl__ps_exit(ps);
+}
+
+static int ps_pending(sl__poller *pl)
+{
+	sl__ps *ps = (sl__ps *)pl;
+	if (sl_queue_size(ps->inbox) > 0 &&
+	    (ps->p->stages[0].overflow == SL_OVERFLOW_SHED ||
+	     !sl_pq_full(&ps->st[0].queue)))
+		return 1;
+	return !sl_list_empty(&ps->ready) &&
+	       sl_queue_size(ps->inbox) < sl_queue_capacity(ps->inbox);
+}
+
+/* ------------------------------------------------------------ job API */
+
+void sl_job_done(sl_job *job, int status, const char *detail)
+{
+	sl__ps *ps = job->ps;
+	if (status != SL_OK)
+		set_detail(job, detail);
+	if (job->in_run) {
+		job->inline_done = 1;
+		job->inline_status = status;
+		return;
+	}
+	sl__ps_enter(ps);
+	if (job->zombie) {
+		sl__ctr_add(&ps->live, -1);
+		job_free(job);
+	} else if (job->state == J_RUNNING) {
+		stage_finished(ps, job->stage, job, status);
+		sl__shard_schedule(ps->sh);
+	}
+	sl__ps_exit(ps);
+}
+
+const char *sl_job_input(const sl_job *job, size_t *len)
+{
+	if (len)
+		*len = job->input_len;
+	return job->input;
+}
+
+const char *sl_job_prompt(const sl_job *job, size_t *len)
+{
+	if (len)
+		*len = job->prompt_len;
+	return job->prompt;
+}
+
+int sl_job_set_prompt(sl_job *job, const char *text, size_t len)
+{
+	if (len > job->ps->p->max_input * 4 + 65536)
+		return SL_ETOOBIG;
+	char *c = malloc(len + 1);
+	if (!c)
+		return SL_ENOMEM;
+	memcpy(c, text, len);
+	c[len] = '\0';
+	if (job->prompt != job->input)
+		free(job->prompt);
+	job->prompt = c;
+	job->prompt_len = len;
+	return SL_OK;
+}
+
+int sl_job_add_context(sl_job *job, const char *text, size_t len)
+{
+	return sl_dynbuf_add(&job->context, text, len);
+}
+
+const char *sl_job_context(const sl_job *job, size_t *len)
+{
+	if (len)
+		*len = job->context.len;
+	return sl_dynbuf_str(&job->context);
+}
+
+const char *sl_job_meta(const sl_job *job, const char *key)
+{
+	for (size_t i = 0; i < job->n_meta; i++)
+		if (strcmp(job->meta[i].key, key) == 0)
+			return job->meta[i].value;
+	return NULL;
+}
+
+const char *sl_job_session(const sl_job *job)
+{
+	return job->session;
+}
+
+const char *sl_job_text(const sl_job *job, size_t *len)
+{
+	if (job->text) {
+		if (len)
+			*len = job->text_len;
+		return job->text;
+	}
+	if (len)
+		*len = job->out.len;
+	return sl_dynbuf_str(&job->out);
+}
+
+int sl_job_set_text(sl_job *job, const char *text, size_t len)
+{
+	if (len > job->ps->p->max_output)
+		return SL_ETOOBIG;
+	char *c = malloc(len + 1);
+	if (!c)
+		return SL_ENOMEM;
+	memcpy(c, text, len);
+	c[len] = '\0';
+	free(job->text);
+	job->text = c;
+	job->text_len = len;
+	return SL_OK;
+}
+
+void **sl_job_stage_data(sl_job *job)
+{
+	return &job->stage_data;
+}
+
+sl_worker *sl_job_worker(const sl_job *job)
+{
+	return job->ps->p->worker;
+}
+
+sl_runtime *sl__job_runtime(const struct sl_job *job)
+{
+	return job->ps->p->rt;
+}
+
+unsigned sl__job_shard(const struct sl_job *job)
+{
+	return job->ps->idx;
+}
+
+/* Token path: filters of the stages after the current one, then the user. */
+static void deliver(struct sl_job *job, unsigned from, const char *text, size_t len)
+{
+	sl_pipeline *p = job->ps->p;
+	for (unsigned s = from; s < p->n_stages; s++) {
+		const sl_stage_ops *ops = p->stages[s].ops;
+		if (ops->on_token) {
+			uint8_t saved = job->emit_from;
+			job->emit_from = (uint8_t)(s + 1);
+			ops->on_token(job->ps->st[s].ss, job, text, len);
+			job->emit_from = saved;
+			return;
+		}
+	}
+	if (job->on_token && len)
+		job->on_token(job->user, text, len);
+}
+
+void sl_job_emit(sl_job *job, const char *text, size_t len)
+{
+	deliver(job, job->emit_from, text, len);
+}
+
+/* ------------------------------------------------------------ infer API */
+
+const char *sl_infer_prompt(const sl_infer *call, size_t *len)
+{
+	const struct sl_job *job = SL__JOB_OF_CALL(call);
+	if (len)
+		*len = job->prompt_len;
+	return job->prompt;
+}
+
+const sl_infer_params *sl_infer_params_of(const sl_infer *call)
+{
+	return &SL__JOB_OF_CALL(call)->params;
+}
+
+uint64_t sl_infer_deadline(const sl_infer *call)
+{
+	return SL__JOB_OF_CALL(call)->deadline;
+}
+
+const char *sl_infer_meta(const sl_infer *call, const char *key)
+{
+	return sl_job_meta(SL__JOB_OF_CALL(call), key);
+}
+
+const char *sl_infer_request_id(const sl_infer *call)
+{
+	return SL__JOB_OF_CALL(call)->request_id;
+}
+
+void **sl_infer_worker_data(sl_infer *call)
+{
+	return &call->wdata;
+}
+
+int sl_infer_token(sl_infer *call, const char *text, size_t len)
+{
+	struct sl_job *job = SL__JOB_OF_CALL(call);
+	if (job->state != J_RUNNING || job->zombie)
+		return SL_ECANCELED;
+	if (job->out_cut)
+		return SL_ETOOBIG;
+	sl__ps *ps = job->ps;
+	sl__ps_enter(ps);
+	int rc = sl_dynbuf_add(&job->out, text, len);
+	if (rc == SL_OK) {
+		job->n_tokens++;
+		sl__ctr_add(&ps->tokens_out, 1);
+		if (!job->t_first_token) {
+			job->t_first_token = sl_now_ns();
+			sl__hist_record(ps->ttft, job->t_first_token - job->t_submit);
+		}
+		deliver(job, (unsigned)job->stage + 1, text, len);
+	} else if (rc == SL_ETOOBIG) {
+		job->out_cut = 1;
+	}
+	sl__ps_exit(ps);
+	return rc;
+}
+
+void sl_infer_done(sl_infer *call, int status, const char *detail,
+                   const sl_usage *usage)
+{
+	struct sl_job *job = SL__JOB_OF_CALL(call);
+	if (usage) {
+		job->usage = *usage;
+		if (job->out_cut && status == SL_OK)
+			job->usage.finish_reason = "length";
+	}
+	sl_job_done(job, status, detail);
+}
+
+/* ------------------------------------------------------------ create */
+
+void sl_request_init(sl_request *req)
+{
+	memset(req, 0, sizeof *req);
+	req->priority = SL_PRIORITY_DEFAULT;
+	req->input_len = (size_t)-1;
+	req->params.temperature = -1;
+	req->params.top_p = -1;
+}
+
+void sl_pipeline_default(sl_pipeline_opts *opts, sl_stage_def stages[5],
+                         sl_worker *worker)
+{
+	static const struct {
+		const char *name;
+		const sl_stage_ops *ops;
+		uint32_t q, c;
+	} d[5] = {
+		{"rag", &sl_stage_rag, SL_DEFAULT_RAG_QUEUE, SL_DEFAULT_STAGE_CONCURRENCY},
+		{"assemble", &sl_stage_assemble, SL_DEFAULT_ASSEMBLE_QUEUE, SL_DEFAULT_STAGE_CONCURRENCY},
+		{"inference", &sl_stage_inference, SL_DEFAULT_INFERENCE_QUEUE, SL_DEFAULT_INFERENCE_CONCURRENCY},
+		{"post", &sl_stage_post, SL_DEFAULT_POST_QUEUE, SL_DEFAULT_STAGE_CONCURRENCY},
+		{"stream", &sl_stage_stream, SL_DEFAULT_STREAM_QUEUE, SL_DEFAULT_STAGE_CONCURRENCY},
+	};
+	for (int i = 0; i < 5; i++) {
+		memset(&stages[i], 0, sizeof stages[i]);
+		stages[i].name = d[i].name;
+		stages[i].ops = d[i].ops;
+		stages[i].queue = d[i].q;
+		stages[i].concurrency = d[i].c;
+		stages[i].overflow = SL_OVERFLOW_BLOCK;
+	}
+	memset(opts, 0, sizeof *opts);
+	opts->name = "default";
+	opts->stages = stages;
+	opts->n_stages = 5;
+	opts->worker = worker;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return SL_EINVAL;
+}
+
+static size_t next_pow2(size_t v)
+{
+	size_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static void ps_free(sl__ps *ps, unsigned n_stages)
+{
+	if (!ps)
+		return;
+	for (unsigned s = 0; s < n_stages; s++) {
+		sl_pq_fini(&ps->st[s].queue);
+		free(ps->st[s].lat);
+		free(ps->st[s].wait);
+	}
+	free(ps->e2e);
+	free(ps->ttft);
+	free(ps->map_k);
+	free(ps->map_v);
+	sl_queue_destroy(ps->inbox);
+	free(ps);
+}
+
+static sl__ps *ps_new(sl_pipeline *p, unsigned idx)
+{
+	size_t sz = sizeof(sl__ps) + p->n_stages * sizeof(sl__stage_rt);
+	sl__ps *ps = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+	if (!ps)
+		return NULL;
+	memset(ps, 0, sz);
+	ps->p = p;
+	ps->idx = idx;
+	ps->sh = sl__rt_shard(p->rt, idx);
+	ps->poller.poll = ps_poll;
+	ps->poller.pending = ps_pending;
+	ps->poller.next = ps->poller.prev = &ps->poller;
+	sl_list_init(&ps->ready);
+	atomic_init(&ps->next_id, 1);
+	size_t bound = 0;
+	int ok = 1;
+	for (unsigned s = 0; s < p->n_stages; s++) {
+		sl__stage_rt *st = &ps->st[s];
+		bound += p->stages[s].queue + p->stages[s].conc;
+		if (sl_pq_init(&st->queue, p->stages[s].queue) != SL_OK)
+			ok = 0;
+		st->lat = calloc(1, sizeof(sl_histogram));
+		st->wait = calloc(1, sizeof(sl_histogram));
+		if (!st->lat || !st->wait)
+			ok = 0;
+	}
+	ps->e2e = calloc(1, sizeof(sl_histogram));
+	ps->ttft = calloc(1, sizeof(sl_histogram));
+	/* The map holds admitted jobs: at most the queues plus the slots. */
+	ps->map_mask = next_pow2(bound * 2 + 16) - 1;
+	ps->map_k = calloc(ps->map_mask + 1, sizeof *ps->map_k);
+	ps->map_v = calloc(ps->map_mask + 1, sizeof *ps->map_v);
+	/* The inbox holds as many as stage 0's queue. */
+	if (!ok || !ps->e2e || !ps->ttft || !ps->map_k || !ps->map_v ||
+	    sl_queue_create(p->stages[0].queue, &ps->inbox) != SL_OK) {
+		ps_free(ps, p->n_stages);
+		return NULL;
+	}
+	return ps;
+}
+
+typedef struct attach_ctx {
+	sl__ps *ps;
+	int rc;
+} attach_ctx;
+
+static void attach_fn(void *arg)
+{
+	attach_ctx *a = arg;
+	sl__ps *ps = a->ps;
+	sl_pipeline *p = ps->p;
+	a->rc = SL_OK;
+	for (unsigned s = 0; s < p->n_stages; s++) {
+		const sl_stage_ops *ops = p->stages[s].ops;
+		if (ops->start) {
+			int rc = ops->start(p->stages[s].state, ps->sh->base, ps->idx, &ps->st[s].ss);
+			if (rc != SL_OK) {
+				a->rc = rc;
+				for (unsigned k = 0; k < s; k++)
+					if (p->stages[k].ops->stop)
+						p->stages[k].ops->stop(ps->st[k].ss);
+				return;
+			}
+		}
+	}
+	if (p->worker) {
+		int rc = sl__worker_attach(p->worker, p->rt, ps->sh, &ps->wss);
+		if (rc != SL_OK) {
+			a->rc = rc;
+			for (unsigned k = 0; k < p->n_stages; k++)
+				if (p->stages[k].ops->stop)
+					p->stages[k].ops->stop(ps->st[k].ss);
+			return;
+		}
+	}
+	sl__shard_add_poller(ps->sh, &ps->poller);
+	ps->attached = 1;
+}
+
+static void detach_fn(void *arg)
+{
+	sl__ps *ps = arg;
+	sl_pipeline *p = ps->p;
+	if (!ps->attached)
+		return;
+	sl__shard_remove_poller(ps->sh, &ps->poller);
+	for (unsigned s = 0; s < p->n_stages; s++)
+		if (p->stages[s].ops->stop)
+			p->stages[s].ops->stop(ps->st[s].ss);
+	if (p->worker)
+		sl__worker_detach(p->worker, ps->sh);
+	ps->attached = 0;
+}
+
+static void pipeline_free(sl_pipeline *p)
+{
+	if (!p)
+		return;
+	if (p->ps) {
+		for (unsigned i = 0; i < p->n_shards; i++) {
+			if (p->ps[i] && p->ps[i]->attached)
+				sl__shard_call(p->rt, i, detach_fn, p->ps[i]);
+			ps_free(p->ps[i], p->n_stages);
+		}
+		free(p->ps);
+	}
+	for (unsigned s = 0; s < p->n_stages; s++) {
+		if (p->stages[s].inited && p->stages[s].ops->fini)
+			p->stages[s].ops->fini(p->stages[s].state);
+		free(p->stages[s].name);
+	}
+	free(p->name);
+	free(p);
+}
+
+int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
+                       sl_pipeline **out, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (!rt || !o || !out)
+		return fail(err, errlen, "runtime, options and output are required");
+	if (sl__shard_current())
+		return fail(err, errlen, "sl_pipeline_create may not be called from a shard thread");
+	if (o->n_stages < 1 || o->n_stages > SL_MAX_STAGES || !o->stages)
+		return fail(err, errlen, "a pipeline needs 1..%d stages (got %u)",
+		            SL_MAX_STAGES, o->n_stages);
+	int has_inference = 0;
+	for (unsigned s = 0; s < o->n_stages; s++) {
+		const sl_stage_def *d = &o->stages[s];
+		if (!d->name || !*d->name)
+			return fail(err, errlen, "stages[%u]: name is required", s);
+		if (!d->ops || !d->ops->run)
+			return fail(err, errlen, "stage %s: a stage kind (ops with run) is required", d->name);
+		if (d->queue < 1 || d->queue > (1u << 24))
+			return fail(err, errlen, "stage %s: queue must be 1..16777216 (got %u)", d->name, d->queue);
+		if (d->concurrency < 1 || d->concurrency > (1u << 20))
+			return fail(err, errlen, "stage %s: concurrency must be 1..1048576 (got %u)",
+			            d->name, d->concurrency);
+		if (d->overflow != SL_OVERFLOW_BLOCK && d->overflow != SL_OVERFLOW_SHED)
+			return fail(err, errlen, "stage %s: overflow must be block or shed", d->name);
+		for (unsigned k = 0; k < s; k++)
+			if (strcmp(o->stages[k].name, d->name) == 0)
+				return fail(err, errlen, "stage name %s is used twice", d->name);
+		if (d->ops == &sl_stage_inference)
+			has_inference = 1;
+	}
+	if (has_inference && !o->worker)
+		return fail(err, errlen, "the inference stage needs a worker");
+	if (o->max_input > ((size_t)1 << 31) || o->max_output > ((size_t)1 << 31))
+		return fail(err, errlen, "max_input and max_output must be at most 2 GiB");
+
+	sl_pipeline *p = calloc(1, sizeof *p);
+	if (!p)
+		return SL_ENOMEM;
+	p->rt = rt;
+	p->n_shards = sl_runtime_shards(rt);
+	p->name = strdup(o->name ? o->name : "default");
+	p->worker = o->worker;
+	p->max_input = o->max_input ? o->max_input : SL_DEFAULT_MAX_INPUT;
+	p->max_output = o->max_output ? o->max_output : SL_DEFAULT_MAX_OUTPUT;
+	p->trace = o->trace;
+	p->n_stages = o->n_stages;
+	atomic_init(&p->closing, 0);
+	int rc = p->name ? SL_OK : SL_ENOMEM;
+	for (unsigned s = 0; s < o->n_stages && rc == SL_OK; s++) {
+		const sl_stage_def *d = &o->stages[s];
+		sl__stage *sd = &p->stages[s];
+		sd->name = strdup(d->name);
+		sd->ops = d->ops;
+		sd->queue = d->queue;
+		sd->conc = d->concurrency;
+		sd->overflow = d->overflow;
+		sd->timeout_ms = d->timeout_ms;
+		p->stage_names[s] = sd->name;
+		if (d->timeout_ms)
+			p->any_timeout = 1;
+		if (d->ops == &sl_stage_inference && o->worker && o->worker->ops->max_concurrency) {
+			unsigned m = o->worker->ops->max_concurrency(o->worker->state);
+			if (m) {
+				unsigned per = m / p->n_shards ? m / p->n_shards : 1;
+				if (sd->conc > per)
+					sd->conc = per;
+			}
+		}
+		if (!sd->name) {
+			rc = SL_ENOMEM;
+			break;
+		}
+		if (d->ops->init) {
+			rc = d->ops->init(d->cfg, &sd->state);
+			if (rc != SL_OK) {
+				fail(err, errlen, "stage %s: %s", d->name, sl_strerror(rc));
+				break;
+			}
+		}
+		sd->inited = 1;
+	}
+	if (rc == SL_OK) {
+		p->ps = calloc(p->n_shards, sizeof *p->ps);
+		if (!p->ps)
+			rc = SL_ENOMEM;
+	}
+	for (unsigned i = 0; rc == SL_OK && i < p->n_shards; i++) {
+		p->ps[i] = ps_new(p, i);
+		if (!p->ps[i]) {
+			rc = SL_ENOMEM;
+			break;
+		}
+		attach_ctx a = {.ps = p->ps[i], .rc = SL_OK};
+		int prc = sl__shard_call(rt, i, attach_fn, &a);
+		rc = prc != SL_OK ? prc : a.rc;
+		if (rc != SL_OK)
+			fail(err, errlen, "starting shard %u: %s", i, sl_strerror(rc));
+	}
+	if (rc != SL_OK) {
+		pipeline_free(p);
+		return rc;
+	}
+	*out = p;
+	return SL_OK;
+}
+
+const char *sl_pipeline_name(const sl_pipeline *p)
+{
+	return p ? p->name : NULL;
+}
+
+/* ------------------------------------------------------------ submit */
+
+static char *bump(char **at, const char *src, size_t len)
+{
+	char *d = *at;
+	memcpy(d, src, len);
+	d[len] = '\0';
+	*at += len + 1;
+	return d;
+}
+
+int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
+                       sl_request_handle *h)
+{
+	if (!p || !req || !req->on_done || !req->session || !req->session[0] ||
+	    !req->input)
+		return SL_EINVAL;
+	size_t in_len = req->input_len == (size_t)-1 ? strlen(req->input) : req->input_len;
+	if (in_len == 0 || req->priority < 0 || req->priority >= SL_PRIORITY_LEVELS ||
+	    (req->n_meta && !req->meta))
+		return SL_EINVAL;
+	if (in_len > p->max_input)
+		return SL_ETOOBIG;
+	if (atomic_load_explicit(&p->closing, memory_order_acquire))
+		return SL_ECLOSED;
+
+	size_t sess_len = strlen(req->session);
+	size_t rid_len = req->request_id ? strlen(req->request_id) : 20;
+	if (sess_len > 4096 || rid_len > 4096)
+		return SL_EINVAL;
+	size_t n_stop = 0;
+	size_t extra = 0;
+	for (size_t i = 0; i < req->n_meta; i++) {
+		if (!req->meta[i].key || !req->meta[i].value)
+			return SL_EINVAL;
+		extra += strlen(req->meta[i].key) + strlen(req->meta[i].value) + 2;
+	}
+	if (req->params.stop)
+		for (; req->params.stop[n_stop]; n_stop++)
+			extra += strlen(req->params.stop[n_stop]) + 1;
+	size_t times = sizeof(sl_stage_times) * p->n_stages;
+	size_t base = (sizeof(struct sl_job) + times + 15) & ~(size_t)15;
+	size_t ptrs = req->n_meta * sizeof(sl_kv) + (n_stop ? (n_stop + 1) * sizeof(char *) : 0);
+	struct sl_job *job = malloc(base + ptrs + sess_len + rid_len + in_len + extra + 3);
+	if (!job)
+		return SL_ENOMEM;
+	memset(job, 0, sizeof *job + times);
+
+	unsigned shard = sl_shard_for_session(req->session, sess_len, p->n_shards);
+	sl__ps *ps = p->ps[shard];
+	job->ps = ps;
+	job->id = ((uint64_t)(shard + 1) << 48) |
+	          atomic_fetch_add_explicit(&ps->next_id, 1, memory_order_relaxed);
+	char *at = (char *)job + base + ptrs;
+	job->meta = req->n_meta ? (sl_kv *)((char *)job + base) : NULL;
+	job->n_meta = req->n_meta;
+	for (size_t i = 0; i < req->n_meta; i++) {
+		job->meta[i].key = bump(&at, req->meta[i].key, strlen(req->meta[i].key));
+		job->meta[i].value = bump(&at, req->meta[i].value, strlen(req->meta[i].value));
+	}
+	job->params = req->params;
+	if (n_stop) {
+		const char **sv = (const char **)((char *)job + base + req->n_meta * sizeof(sl_kv));
+		for (size_t i = 0; i < n_stop; i++)
+			sv[i] = bump(&at, req->params.stop[i], strlen(req->params.stop[i]));
+		sv[n_stop] = NULL;
+		job->params.stop = sv;
+	} else {
+		job->params.stop = NULL;
+	}
+	job->session = bump(&at, req->session, sess_len);
+	job->session_len = sess_len;
+	if (req->request_id) {
+		job->request_id = bump(&at, req->request_id, rid_len);
+	} else {
+		char tmp[24];
+		int n = snprintf(tmp, sizeof tmp, "req-%016" PRIx64, job->id);
+		job->request_id = bump(&at, tmp, (size_t)n);
+	}
+	job->input = bump(&at, req->input, in_len);
+	job->input_len = in_len;
+	job->prompt = job->input;
+	job->prompt_len = in_len;
+	job->priority = (uint8_t)req->priority;
+	job->on_token = req->on_token;
+	job->on_done = req->on_done;
+	job->user = req->user;
+	job->state = J_INBOX;
+	sl_dynbuf_init(&job->context, p->max_input);
+	sl_dynbuf_init(&job->out, p->max_output);
+	job->t_submit = sl_now_ns();
+	if (req->deadline_ms)
+		job->deadline = job->t_submit + req->deadline_ms * 1000000u;
+
+	int rc = sl_queue_push(ps->inbox, job);
+	if (rc == SL_EAGAIN) {
+		if (p->stages[0].overflow == SL_OVERFLOW_SHED) {
+			atomic_fetch_add_explicit(&ps->door_shed, 1, memory_order_relaxed);
+			rc = SL_ESHED;
+		} else if ((flags & SL_SUBMIT_BLOCK) && sl__shard_current() == NULL) {
+			sl__shard_wake(ps->sh);
+			rc = sl_queue_push_wait(ps->inbox, job);
+		}
+	}
+	if (rc != SL_OK) {
+		job_free(job);
+		return rc;
+	}
+	if (h)
+		h->id = job->id;
+	sl__shard_wake(ps->sh);
+	return SL_OK;
+}
+
+int sl_pipeline_on_ready(sl_pipeline *p, const char *session, sl_post *node)
+{
+	if (!p || !session || !node || !node->fn)
+		return SL_EINVAL;
+	if (atomic_load_explicit(&p->closing, memory_order_acquire))
+		return SL_ECLOSED;
+	sl__ps *ps = p->ps[sl_shard_for_session(session, (size_t)-1, p->n_shards)];
+	sl_list_push(&ps->ready, (sl_lnode *)node);
+	sl__shard_wake(ps->sh);
+	return SL_OK;
+}
+
+/* ------------------------------------------------------------ cancel */
+
+typedef struct cancel_msg {
+	sl_post post;
+	sl__ps *ps;
+	uint64_t id;
+} cancel_msg;
+
+static void cancel_fn(void *arg)
+{
+	cancel_msg *m = arg;
+	sl__ps *ps = m->ps;
+	sl__ps_enter(ps);
+	ps_now(ps);
+	struct sl_job *job = map_get(ps, m->id);
+	if (job) {
+		abort_job(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, "cancelled by caller");
+	} else {
+		/* Not admitted yet (still in the inbox) or already ended: remember
+		 * it for admission; a bounded ring, oldest forgotten first. */
+		if (ps->n_early < SL__EARLY_CANCELS) {
+			ps->early[ps->n_early++] = m->id;
+		} else {
+			ps->early[ps->early_pos] = m->id;
+			ps->early_pos = (ps->early_pos + 1) % SL__EARLY_CANCELS;
+		}
+	}
+	sl__ps_exit(ps);
+	free(m);
+}
+
+int sl_pipeline_cancel(sl_pipeline *p, sl_request_handle h)
+{
+	if (!p)
+		return SL_EINVAL;
+	unsigned shard = (unsigned)(h.id >> 48);
+	uint64_t n = h.id & ((1ull << 48) - 1);
+	if (shard < 1 || shard > p->n_shards)
+		return SL_ENOTFOUND;
+	sl__ps *ps = p->ps[shard - 1];
+	if (n == 0 || n >= atomic_load_explicit(&ps->next_id, memory_order_relaxed))
+		return SL_ENOTFOUND;
+	cancel_msg *m = malloc(sizeof *m);
+	if (!m)
+		return SL_ENOMEM;
+	m->post.fn = cancel_fn;
+	m->post.arg = m;
+	m->ps = ps;
+	m->id = h.id;
+	int rc = sl_runtime_post(p->rt, shard - 1, &m->post);
+	if (rc != SL_OK)
+		free(m);
+	return rc;
+}
+
+/* ------------------------------------------------------------ drain */
+
+static void cancel_all_fn(void *arg)
+{
+	sl__ps *ps = arg;
+	sl__ps_enter(ps);
+	ps_now(ps);
+	/* admit whatever is still in the inbox, so it ends as cancelled too */
+	void *it;
+	while (sl_queue_pop(ps->inbox, &it) == SL_OK) {
+		struct sl_job *job = it;
+		sl__ctr_add(&ps->submitted, 1);
+		sl__ctr_add(&ps->live, 1);
+		map_put(ps, job);
+		job->stage = 0;
+		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
+		finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "drain timeout");
+	}
+	for (size_t i = 0; i <= ps->map_mask; i++) {
+		while (ps->map_k[i]) {
+			struct sl_job *job = ps->map_v[i];
+			abort_job(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, "drain timeout");
+		}
+	}
+	sl__ps_exit(ps);
+}
+
+static int all_idle(sl_pipeline *p)
+{
+	for (unsigned i = 0; i < p->n_shards; i++) {
+		sl__ps *ps = p->ps[i];
+		if (atomic_load_explicit(&ps->live, memory_order_relaxed) ||
+		    sl_queue_size(ps->inbox))
+			return 0;
+	}
+	return 1;
+}
+
+static void wake_all(sl_pipeline *p)
+{
+	for (unsigned i = 0; i < p->n_shards; i++)
+		sl__shard_wake(p->ps[i]->sh);
+}
+
+int sl_pipeline_drain(sl_pipeline *p, uint64_t timeout_ms)
+{
+	if (!p)
+		return SL_EINVAL;
+	if (sl__shard_current())
+		return SL_ESTATE;
+	if (p->drained)
+		return p->drain_rc;
+	atomic_store(&p->closing, 1);
+	for (unsigned i = 0; i < p->n_shards; i++)
+		sl_queue_close(p->ps[i]->inbox);
+	wake_all(p); /* fires readiness callbacks; they will see SL_ECLOSED */
+	uint64_t end = sl_now_ns() + timeout_ms * 1000000u;
+	int rc = SL_OK;
+	struct timespec nap = {0, 1000000}; /* the control thread polls every 1 ms */
+	while (!all_idle(p)) {
+		if (sl_now_ns() >= end) {
+			rc = SL_ETIMEDOUT;
+			SL_LOG(SL_LOG_WARN, "event=drain_timeout pipeline=%s timeout_ms=%" PRIu64,
+			       p->name, timeout_ms);
+			for (unsigned i = 0; i < p->n_shards; i++)
+				sl__shard_call(p->rt, i, cancel_all_fn, p->ps[i]);
+			/* zombies (stages that cannot cancel) still hold memory; wait
+			 * for them a little longer, then give up. */
+			uint64_t zend = sl_now_ns() + 5000000000ull;
+			while (!all_idle(p) && sl_now_ns() < zend)
+				nanosleep(&nap, NULL);
+			break;
+		}
+		wake_all(p);
+		nanosleep(&nap, NULL);
+	}
+	p->drained = 1;
+	p->drain_rc = rc;
+	SL_LOG(SL_LOG_DEBUG, "event=drained pipeline=%s status=%s", p->name, sl_status_name(rc));
+	return rc;
+}
+
+void sl_pipeline_destroy(sl_pipeline *p)
+{
+	if (!p)
+		return;
+	if (!p->drained)
+		sl_pipeline_drain(p, SL_DEFAULT_DRAIN_MS);
+	pipeline_free(p);
+}

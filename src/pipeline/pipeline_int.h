@@ -1,0 +1,189 @@
+/* pipeline_int.h - pipeline internals: jobs, per-shard stage state,
+ * counters.
+ *
+ * Ownership and threads
+ * ---------------------
+ * sl_pipeline: created and destroyed by one control thread; read-only while
+ *   running, except `closing` (atomic).
+ * sl__ps ("pipeline on a shard"): everything in it is owned by its shard
+ *   thread, except the inbox (MPSC: producers push), `next_id` and
+ *   `door_shed` (atomic, producers), the ready list (MPSC), and the counters,
+ *   which the shard writes (single writer, relaxed atomic stores) and any
+ *   thread reads under the sequence lock `seq`.
+ * sl_job: created by the submitting thread, owned by the shard from the
+ *   moment it is popped from the inbox until it is freed after on_done.
+ *
+ * Sequence lock: every entry from the event loop into a ps that changes
+ * counters runs between ps_enter() and ps_exit() (nesting allowed), so a
+ * snapshot never sees a request counted as ended but still in a stage.
+ */
+#ifndef SL_PIPELINE_INT_H
+#define SL_PIPELINE_INT_H
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdatomic.h>
+#include "core/dynbuf.h"
+#include "core/histogram.h"
+#include "queue/mpsc.h"
+#include "queue/pq.h"
+#include "shard/runtime_int.h"
+#include "sluice/sluice.h"
+
+typedef struct sl__ps sl__ps;
+
+typedef enum job_state {
+	J_INBOX = 0, /* pushed, not yet admitted by the shard */
+	J_QUEUED,    /* in stage[stage].queue */
+	J_RUNNING,   /* in stage[stage] work */
+	J_BLOCKED,   /* stage[stage] done, waiting for room downstream */
+	J_DONE       /* outcome delivered */
+} job_state;
+
+struct sl_infer {
+	void *wdata; /* worker's per-call pointer */
+};
+
+struct sl_job {
+	sl__ps *ps;
+	struct sl_job *next; /* done list / inbox overflow */
+	uint64_t id;
+	uint8_t state;
+	uint8_t stage;
+	uint8_t priority;
+	uint8_t in_run;       /* inside ops->run() */
+	uint8_t inline_done;  /* sl_job_done() called inside run() */
+	uint8_t timer_armed;
+	uint8_t timer_init;
+	uint8_t zombie;       /* ended while its stage could not cancel */
+	uint8_t out_cut;      /* output hit max_output */
+	uint8_t emit_from;    /* token filter position */
+	int inline_status;
+	uint64_t deadline;       /* absolute ns, 0 = none */
+	uint64_t stage_deadline; /* absolute ns, 0 = none */
+	uint64_t t_submit, t_first_token;
+	char *request_id;
+	char *session;
+	size_t session_len;
+	char *input;
+	size_t input_len;
+	char *prompt; /* == input until a stage replaces it */
+	size_t prompt_len;
+	sl_kv *meta;
+	size_t n_meta;
+	sl_infer_params params;
+	sl_token_fn on_token;
+	sl_done_fn on_done;
+	void *user;
+	sl_dynbuf context;
+	sl_dynbuf out;   /* tokens as emitted by the worker, joined */
+	char *text;      /* final text when a stage replaced it (owned) */
+	size_t text_len;
+	char *detail;    /* failure detail (owned) */
+	size_t n_tokens;
+	sl_usage usage;
+	void *stage_data;
+	struct sl_infer call;
+	struct event timer;
+	sl_stage_times times[]; /* n_stages */
+};
+
+typedef struct sl__stage {
+	char *name;
+	const sl_stage_ops *ops;
+	void *state;
+	int inited;
+	uint32_t queue, conc;
+	sl_overflow overflow;
+	uint32_t timeout_ms;
+} sl__stage;
+
+/* Counters written by the shard thread only (relaxed store of load + d). */
+typedef struct sl__stage_ctr {
+	_Atomic uint64_t enqueued, processed, shed, failed, expired, cancelled;
+	_Atomic uint64_t queued, running;
+} sl__stage_ctr;
+
+typedef struct sl__stage_rt {
+	void *ss; /* stage's per-shard state */
+	sl_pq queue;
+	uint32_t running;              /* slots in use (work + blocked) */
+	struct sl_job *done_head, *done_tail;
+	sl__stage_ctr ctr;
+	sl_histogram *lat, *wait;
+} sl__stage_rt;
+
+#define SL__EARLY_CANCELS 64
+
+struct sl__ps {
+	sl__poller poller; /* first: container_of by cast */
+	struct sl_pipeline *p;
+	sl__shard *sh;
+	unsigned idx;
+	sl_queue *inbox;
+	sl_list ready;                 /* sl_post nodes waiting for room */
+	_Atomic uint64_t next_id;      /* producers */
+	_Atomic uint64_t door_shed;    /* producers: shed at submit */
+	_Atomic uint32_t seq;          /* sequence lock */
+	uint32_t depth;                /* shard: ps_enter nesting */
+	uint64_t now;                  /* shard: cached clock for a pump round */
+	int attached;
+	void *wss;                     /* worker's per-shard state */
+	/* counters (single writer) */
+	_Atomic uint64_t submitted, tokens_out;
+	_Atomic uint64_t outcomes[SL_OUTCOME__COUNT];
+	_Atomic uint64_t live;         /* admitted, not yet freed (incl. zombies) */
+	sl_histogram *e2e, *ttft;
+	/* id -> job map for cancellation (shard) */
+	struct sl_job **map_v;
+	uint64_t *map_k;
+	size_t map_mask;
+	uint64_t early[SL__EARLY_CANCELS];
+	unsigned n_early, early_pos;
+	sl__stage_rt st[];
+};
+
+struct sl_pipeline {
+	sl_runtime *rt;
+	char *name;
+	unsigned n_stages;
+	unsigned n_shards;
+	sl__stage stages[SL_MAX_STAGES];
+	const char *stage_names[SL_MAX_STAGES];
+	sl_worker *worker;
+	size_t max_input, max_output;
+	int trace;
+	int any_timeout;
+	_Atomic int closing;
+	int drained;
+	int drain_rc;
+	sl__ps **ps;
+};
+
+#define SL__JOB_OF_CALL(c) \
+	((struct sl_job *)((char *)(c) - offsetof(struct sl_job, call)))
+
+/* Single-writer counter update. */
+static inline void sl__ctr_add(_Atomic uint64_t *c, int64_t d)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+	                      memory_order_relaxed);
+}
+
+void sl__ps_enter(sl__ps *ps);
+void sl__ps_exit(sl__ps *ps);
+
+/* worker internals used by the inference stage */
+struct sl_worker {
+	const sl_worker_ops *ops;
+	void *state;
+	sl_runtime *rt;
+	void *ss[SL_MAX_SHARDS];
+	unsigned refs[SL_MAX_SHARDS];
+};
+/* Shard thread: starts the worker on this shard (refcounted). */
+int sl__worker_attach(sl_worker *w, sl_runtime *rt, sl__shard *sh, void **wss);
+void sl__worker_detach(sl_worker *w, sl__shard *sh);
+sl_runtime *sl__job_runtime(const struct sl_job *job);
+unsigned sl__job_shard(const struct sl_job *job);
+
+#endif

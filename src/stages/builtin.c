@@ -1,0 +1,182 @@
+/* builtin.c - the built-in stage kinds of the default pipeline.
+ *
+ * rag        retrieval: with no retriever configured the stage passes the
+ *            request through with no context (retrievers plug in as stage
+ *            kinds of their own: see docs/internals/stages.md).
+ * assemble   builds the prompt: the input alone, or, when retrieval added
+ *            context, "Context:\n<context>\n\nQuestion: <input>".
+ * inference  calls the pipeline's worker; tokens stream through the token
+ *            filters of the later stages to the request's on_token.
+ * post       joins the streamed tokens into the final text (the worker's
+ *            output buffer already holds them joined; the stage fixes it as
+ *            the result text).
+ * stream     emits the result: the completion callback fires when the job
+ *            leaves this stage, so this stage's queue bounds the results
+ *            waiting to be delivered.
+ * delay      test/benchmark kind that holds each job for a fixed time on a
+ *            loop timer (a libevent common timeout: O(1) per job).
+ */
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pipeline/pipeline_int.h"
+
+/* ---- rag ---- */
+static int pass_run(void *ss, sl_job *job)
+{
+	return SL_OK;
+}
+
+const sl_stage_ops sl_stage_rag = {.kind = "rag", .run = pass_run};
+
+/* ---- assemble ---- */
+static int assemble_run(void *ss, sl_job *job)
+{
+	size_t clen, ilen;
+	const char *ctx = sl_job_context(job, &clen);
+	if (clen == 0)
+		return SL_OK; /* the prompt is the input as it came */
+	const char *in = sl_job_input(job, &ilen);
+	static const char head[] = "Context:\n", mid[] = "\n\nQuestion: ";
+	size_t len = sizeof head - 1 + clen + sizeof mid - 1 + ilen;
+	char *buf = malloc(len + 1);
+	if (!buf)
+		return SL_ENOMEM;
+	char *w = buf;
+	memcpy(w, head, sizeof head - 1);
+	w += sizeof head - 1;
+	memcpy(w, ctx, clen);
+	w += clen;
+	memcpy(w, mid, sizeof mid - 1);
+	w += sizeof mid - 1;
+	memcpy(w, in, ilen);
+	w += ilen;
+	*w = '\0';
+	int rc = sl_job_set_prompt(job, buf, len);
+	free(buf);
+	return rc;
+}
+
+const sl_stage_ops sl_stage_assemble = {.kind = "assemble", .run = assemble_run};
+
+/* ---- inference ---- */
+static int inference_run(void *ss, sl_job *job)
+{
+	sl_worker *w = job->ps->p->worker;
+	int rc = w->ops->infer(job->ps->wss, &job->call);
+	return rc == SL_OK ? SL_EPENDING : rc;
+}
+
+static void inference_cancel(void *ss, sl_job *job)
+{
+	sl_worker *w = job->ps->p->worker;
+	if (w->ops->cancel)
+		w->ops->cancel(job->ps->wss, &job->call);
+	else
+		job->zombie = 1; /* the call completes later; memory kept till then */
+}
+
+const sl_stage_ops sl_stage_inference = {
+	.kind = "inference", .run = inference_run, .cancel = inference_cancel};
+
+/* ---- post ---- */
+static int post_run(void *ss, sl_job *job)
+{
+	/* Tokens were appended to the output buffer as they arrived, so the
+	 * join is already done; nothing to copy. */
+	return SL_OK;
+}
+
+const sl_stage_ops sl_stage_post = {.kind = "post", .run = post_run};
+
+/* ---- stream ---- */
+const sl_stage_ops sl_stage_stream = {.kind = "stream", .run = pass_run};
+
+/* ---- delay ---- */
+typedef struct delay_state {
+	uint32_t us;
+} delay_state;
+
+typedef struct delay_ss {
+	struct event_base *base;
+	const struct timeval *tv; /* common timeout */
+	struct timeval plain;
+} delay_ss;
+
+static int delay_init(const void *cfg, void **state)
+{
+	const sl_delay_cfg *c = cfg;
+	if (!c)
+		return SL_EINVAL;
+	delay_state *s = malloc(sizeof *s);
+	if (!s)
+		return SL_ENOMEM;
+	s->us = c->delay_us;
+	*state = s;
+	return SL_OK;
+}
+
+static int delay_start(void *state, struct event_base *base, unsigned shard, void **out)
+{
+	delay_state *s = state;
+	delay_ss *d = malloc(sizeof *d);
+	if (!d)
+		return SL_ENOMEM;
+	d->base = base;
+	d->plain.tv_sec = s->us / 1000000u;
+	d->plain.tv_usec = s->us % 1000000u;
+	d->tv = event_base_init_common_timeout(base, &d->plain);
+	if (!d->tv)
+		d->tv = &d->plain;
+	*out = d;
+	return SL_OK;
+}
+
+static void delay_fire(evutil_socket_t fd, short what, void *arg)
+{
+	sl_job *job = arg;
+	struct event *ev = *sl_job_stage_data(job);
+	*sl_job_stage_data(job) = NULL;
+	event_free(ev);
+	sl_job_done(job, SL_OK, NULL);
+}
+
+static int delay_run(void *ssv, sl_job *job)
+{
+	delay_ss *d = ssv;
+	struct event *ev = evtimer_new(d->base, delay_fire, job);
+	if (!ev)
+		return SL_ENOMEM;
+	*sl_job_stage_data(job) = ev;
+	evtimer_add(ev, d->tv);
+	return SL_EPENDING;
+}
+
+static void delay_cancel(void *ssv, sl_job *job)
+{
+	struct event *ev = *sl_job_stage_data(job);
+	if (ev) {
+		event_free(ev);
+		*sl_job_stage_data(job) = NULL;
+	}
+}
+
+static void delay_stop(void *ssv)
+{
+	free(ssv);
+}
+
+static void delay_fini(void *state)
+{
+	free(state);
+}
+
+const sl_stage_ops sl_stage_delay = {
+	.kind = "delay",
+	.init = delay_init,
+	.start = delay_start,
+	.run = delay_run,
+	.cancel = delay_cancel,
+	.stop = delay_stop,
+	.fini = delay_fini,
+};
