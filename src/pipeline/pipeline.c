@@ -1157,9 +1157,13 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	if (req->request_id) {
 		job->request_id = bump(&at, req->request_id, rid_len);
 	} else {
-		char tmp[24];
-		int n = snprintf(tmp, sizeof tmp, "req-%016" PRIx64, job->id);
-		job->request_id = bump(&at, tmp, (size_t)n);
+		/* "req-" + 16 hex digits of the id, without printf (hot path) */
+		static const char hex[] = "0123456789abcdef";
+		char tmp[20];
+		memcpy(tmp, "req-", 4);
+		for (int k = 0; k < 16; k++)
+			tmp[4 + k] = hex[(job->id >> (60 - 4 * k)) & 15];
+		job->request_id = bump(&at, tmp, sizeof tmp);
 	}
 	job->input = bump(&at, req->input, in_len);
 	job->input_len = in_len;
@@ -1280,6 +1284,16 @@ static void cancel_all_fn(void *arg)
 		job->stage = 0;
 		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
 		finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "drain timeout");
+	}
+	/* queued jobs in bulk (removing them one by one would be O(n^2)) */
+	for (unsigned s = 0; s < ps->p->n_stages; s++) {
+		sl__stage_rt *st = &ps->st[s];
+		while (sl_pq_pop(&st->queue, &it) == SL_OK) {
+			struct sl_job *job = it;
+			sl__ctr_add(&st->ctr.queued, -1);
+			sl__ctr_add(&st->ctr.cancelled, 1);
+			finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, (int)s, "drain timeout");
+		}
 	}
 	for (size_t i = 0; i <= ps->map_mask; i++) {
 		while (ps->map_k[i]) {

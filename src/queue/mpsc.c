@@ -9,7 +9,9 @@ typedef struct cell {
 } cell;
 
 struct sl_queue {
-	size_t cap;
+	size_t cap;   /* logical capacity */
+	size_t ncell; /* ring cells: cap, or 2 when cap is 1 (the ring's sequence
+	               * numbers cannot tell full from free with one cell) */
 	cell *cells;
 	_Alignas(64) _Atomic size_t enq; /* producers */
 	_Alignas(64) _Atomic size_t deq; /* consumer (atomic for size()) */
@@ -26,13 +28,14 @@ int sl_queue_create(size_t capacity, sl_queue **out)
 	sl_queue *q = aligned_alloc(64, (sizeof *q + 63) & ~(size_t)63);
 	if (!q)
 		return SL_ENOMEM;
-	q->cells = calloc(capacity, sizeof(cell));
+	q->ncell = capacity < 2 ? 2 : capacity;
+	q->cells = calloc(q->ncell, sizeof(cell));
 	if (!q->cells) {
 		free(q);
 		return SL_ENOMEM;
 	}
 	q->cap = capacity;
-	for (size_t i = 0; i < capacity; i++)
+	for (size_t i = 0; i < q->ncell; i++)
 		atomic_init(&q->cells[i].seq, i);
 	atomic_init(&q->enq, 0);
 	atomic_init(&q->deq, 0);
@@ -61,7 +64,10 @@ int sl_queue_push(sl_queue *q, void *item)
 	size_t pos = atomic_load_explicit(&q->enq, memory_order_relaxed);
 	cell *c;
 	for (;;) {
-		c = &q->cells[pos % q->cap];
+		if (q->cap != q->ncell &&
+		    pos - atomic_load_explicit(&q->deq, memory_order_acquire) >= q->cap)
+			return SL_EAGAIN;
+		c = &q->cells[pos % q->ncell];
 		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
 		intptr_t dif = (intptr_t)seq - (intptr_t)pos;
 		if (dif == 0) {
@@ -103,13 +109,13 @@ int sl_queue_push_wait(sl_queue *q, void *item)
 int sl_queue_pop(sl_queue *q, void **item)
 {
 	size_t pos = atomic_load_explicit(&q->deq, memory_order_relaxed);
-	cell *c = &q->cells[pos % q->cap];
+	cell *c = &q->cells[pos % q->ncell];
 	size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
 	if ((intptr_t)seq - (intptr_t)(pos + 1) < 0)
 		return SL_EEMPTY;
 	*item = c->data;
-	atomic_store_explicit(&q->deq, pos + 1, memory_order_relaxed);
-	atomic_store_explicit(&c->seq, pos + q->cap, memory_order_release);
+	atomic_store_explicit(&q->deq, pos + 1, memory_order_release);
+	atomic_store_explicit(&c->seq, pos + q->ncell, memory_order_release);
 	return SL_OK;
 }
 

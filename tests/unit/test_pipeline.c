@@ -1,1 +1,657 @@
-int main(void){return 0;}
+/* test_pipeline.c - the pipeline end to end: completions with exact text,
+ * the accounting identity under shedding, affinity, drain, cancellation,
+ * deadlines, stage timeouts, the blocking adapter, backpressure, priority,
+ * and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <cmocka.h>
+#include "sluice/sluice.h"
+#include "testutil.h"
+
+typedef struct fx {
+	sl_runtime *rt;
+	sl_worker *w;
+	sl_pipeline *p;
+	collector c;
+} fx;
+
+/* Builds rt + echo worker + default pipeline; tweak(st) may edit stages. */
+static void fx_up(fx *f, unsigned shards, const sl_echo_opts *eo,
+                  void (*tweak)(sl_stage_def *st, sl_pipeline_opts *po))
+{
+	memset(f, 0, sizeof *f);
+	sl_runtime_opts ro = {.shards = shards, .no_pin = 1};
+	assert_int_equal(sl_runtime_create(&ro, &f->rt), SL_OK);
+	assert_int_equal(sl_worker_echo_create(eo, &f->w), SL_OK);
+	sl_pipeline_opts po;
+	sl_stage_def st[5];
+	sl_pipeline_default(&po, st, f->w);
+	if (tweak)
+		tweak(st, &po);
+	char err[256];
+	int rc = sl_pipeline_create(f->rt, &po, &f->p, err, sizeof err);
+	if (rc != SL_OK)
+		fail_msg("pipeline_create: %s", err);
+	coll_init(&f->c, f->rt);
+}
+
+static void fx_down(fx *f)
+{
+	sl_pipeline_destroy(f->p);
+	sl_worker_destroy(f->w);
+	sl_runtime_destroy(f->rt);
+	coll_fini(&f->c);
+}
+
+static void check_identity(sl_pipeline *p)
+{
+	sl_snapshot s;
+	assert_int_equal(sl_pipeline_snapshot(p, &s), SL_OK);
+	uint64_t sum = s.in_flight;
+	for (int o = 0; o < SL_OUTCOME__COUNT; o++)
+		sum += s.outcomes[o];
+	assert_int_equal(sum, s.submitted);
+	sl_snapshot_release(&s);
+}
+
+/* ---------------------------------------------------------------- */
+
+static void n_requests_n_completions_exact_text(void **st)
+{
+	fx f;
+	fx_up(&f, 2, NULL, NULL);
+	enum { N = 2000 };
+	treq *t = calloc(N, sizeof *t);
+	char (*in)[64] = calloc(N, 64);
+	char sess[32];
+	for (int i = 0; i < N; i++) {
+		snprintf(in[i], 64, "  word%d   and\tmore \n tokens %d ", i, i * 7);
+		snprintf(sess, sizeof sess, "s%d", i % 37);
+		sl_request req;
+		t_req(&req, &t[i], &f.c, sess, in[i]);
+		assert_int_equal(sl_pipeline_submit(f.p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(coll_wait(&f.c, N, 20000), N);
+	for (int i = 0; i < N; i++) {
+		char want[64];
+		snprintf(want, sizeof want, "word%d and more tokens %d", i, i * 7);
+		assert_int_equal(t[i].r.done, 1);
+		assert_int_equal(t[i].r.outcome, SL_OUTCOME_COMPLETED);
+		assert_string_equal(t[i].r.text, want);
+		assert_string_equal(t[i].r.streamed, want); /* streamed == final */
+		assert_string_equal(t[i].r.finish, "stop");
+	}
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.submitted, N);
+	assert_int_equal(s.outcomes[SL_OUTCOME_COMPLETED], N);
+	assert_int_equal(s.in_flight, 0);
+	for (unsigned k = 0; k < s.n_stages; k++)
+		assert_int_equal(s.stages[k].processed, N);
+	assert_int_equal(s.tokens_out, (uint64_t)N * 5);
+	assert_int_equal(sl_histogram_count(s.e2e), N);
+	sl_snapshot_release(&s);
+	fx_down(&f);
+	free(t);
+	free(in);
+}
+
+static void tweak_shed_small(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	for (int i = 0; i < 5; i++) {
+		st[i].overflow = SL_OVERFLOW_SHED;
+		st[i].queue = 8;
+		st[i].concurrency = 4;
+	}
+}
+
+typedef struct shoot_arg {
+	sl_pipeline *p;
+	collector *c;
+	treq *t;
+	int from, to;
+	int accepted, door_shed;
+} shoot_arg;
+
+static void *shooter(void *a_)
+{
+	shoot_arg *a = a_;
+	char sess[32];
+	for (int i = a->from; i < a->to; i++) {
+		snprintf(sess, sizeof sess, "s%d", i % 101);
+		sl_request req;
+		t_req(&req, &a->t[i], a->c, sess, "a b c d");
+		char delay[8];
+		snprintf(delay, sizeof delay, "%d", i % 3);
+		sl_kv kv = {"echo_delay_ms", delay};
+		req.meta = &kv;
+		req.n_meta = 1;
+		int rc = sl_pipeline_submit(a->p, &req, 0, NULL);
+		if (rc == SL_OK)
+			a->accepted++;
+		else if (rc == SL_ESHED)
+			a->door_shed++;
+		else
+			fail_msg("submit: %s", sl_strerror(rc));
+	}
+	return NULL;
+}
+
+static void identity_holds_under_shedding(void **st)
+{
+	fx f;
+	fx_up(&f, 2, NULL, tweak_shed_small);
+	enum { N = 20000, TH = 2 };
+	treq *t = calloc(N, sizeof *t);
+	shoot_arg a[TH];
+	pthread_t th[TH];
+	for (int i = 0; i < TH; i++) {
+		a[i] = (shoot_arg){.p = f.p, .c = &f.c, .t = t, .from = i * N / TH,
+		                   .to = (i + 1) * N / TH};
+		pthread_create(&th[i], NULL, shooter, &a[i]);
+	}
+	/* snapshots taken while requests flow must all satisfy the identity */
+	for (int k = 0; k < 200; k++)
+		check_identity(f.p);
+	int accepted = 0, door = 0;
+	for (int i = 0; i < TH; i++) {
+		pthread_join(th[i], NULL);
+		accepted += a[i].accepted;
+		door += a[i].door_shed;
+	}
+	assert_int_equal(coll_wait(&f.c, accepted, 20000), accepted);
+	check_identity(f.p);
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.submitted, N); /* door sheds count as submitted + shed */
+	assert_int_equal(s.in_flight, 0);
+	assert_int_equal(s.outcomes[SL_OUTCOME_COMPLETED] + s.outcomes[SL_OUTCOME_SHED], N);
+	assert_true(s.outcomes[SL_OUTCOME_SHED] > 0);
+	assert_int_equal(s.outcomes[SL_OUTCOME_SHED], (uint64_t)(door + f.c.oc[SL_OUTCOME_SHED]));
+	uint64_t stage_shed = 0;
+	for (unsigned k = 0; k < s.n_stages; k++)
+		stage_shed += s.stages[k].shed;
+	assert_int_equal(stage_shed, s.outcomes[SL_OUTCOME_SHED]);
+	sl_snapshot_release(&s);
+	/* every accepted request called back exactly once, with a stage named
+	 * when it was shed */
+	for (int i = 0; i < N; i++) {
+		assert_true(t[i].r.done <= 1);
+		if (t[i].r.done && t[i].r.outcome == SL_OUTCOME_SHED) {
+			assert_true(t[i].r.stage[0] != '\0');
+			assert_int_equal(t[i].r.status, SL_ESHED);
+		}
+	}
+	fx_down(&f);
+	free(t);
+}
+
+static void affinity_runs_on_session_shard(void **st)
+{
+	fx f;
+	fx_up(&f, 3, NULL, NULL);
+	enum { N = 300 };
+	treq *t = calloc(N, sizeof *t);
+	char sess[N][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(sess[i], sizeof sess[i], "user-%d", i % 50);
+		sl_request req;
+		t_req(&req, &t[i], &f.c, sess[i], "x");
+		assert_int_equal(sl_pipeline_submit(f.p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(coll_wait(&f.c, N, 10000), N);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(t[i].r.shard, (int)sl_shard_for_session(sess[i], (size_t)-1, 3));
+	fx_down(&f);
+	free(t);
+}
+
+static void drain_finishes_in_flight(void **st)
+{
+	sl_echo_opts eo = {.delay_ms = 50};
+	fx f;
+	fx_up(&f, 2, &eo, NULL);
+	enum { N = 500 };
+	treq *t = calloc(N, sizeof *t);
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		char sess[16];
+		snprintf(sess, sizeof sess, "d%d", i);
+		t_req(&req, &t[i], &f.c, sess, "drain me");
+		assert_int_equal(sl_pipeline_submit(f.p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(sl_pipeline_drain(f.p, 10000), SL_OK);
+	assert_int_equal(f.c.n, N);
+	assert_int_equal(f.c.oc[SL_OUTCOME_COMPLETED], N);
+	/* after drain: intake is closed */
+	sl_request req;
+	treq late;
+	t_req(&req, &late, &f.c, "late", "too late");
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_ECLOSED);
+	assert_int_equal(sl_pipeline_drain(f.p, 10), SL_OK); /* idempotent */
+	fx_down(&f);
+	free(t);
+}
+
+static void drain_timeout_cancels_the_rest(void **st)
+{
+	sl_echo_opts eo = {.delay_ms = 60000};
+	fx f;
+	fx_up(&f, 2, &eo, NULL);
+	enum { N = 50 };
+	treq t[N];
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		char sess[16];
+		snprintf(sess, sizeof sess, "z%d", i);
+		t_req(&req, &t[i], &f.c, sess, "never answered");
+		assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+	}
+	msleep(50);
+	assert_int_equal(sl_pipeline_drain(f.p, 100), SL_ETIMEDOUT);
+	assert_int_equal(f.c.n, N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(t[i].r.outcome, SL_OUTCOME_CANCELLED);
+		assert_int_equal(t[i].r.status, SL_ECANCELED);
+		assert_string_equal(t[i].r.reason, "drain timeout");
+	}
+	check_identity(f.p);
+	fx_down(&f);
+}
+
+static void cancellation(void **st)
+{
+	sl_echo_opts eo = {.delay_ms = 60000};
+	fx f;
+	fx_up(&f, 2, &eo, NULL);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "c1", "cancel me");
+	sl_request_handle h;
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, &h), SL_OK);
+	assert_true(h.id != 0);
+	msleep(30); /* reaches the worker */
+	assert_int_equal(sl_pipeline_cancel(f.p, h), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 5000), 1);
+	assert_int_equal(t.r.outcome, SL_OUTCOME_CANCELLED);
+	assert_string_equal(t.r.stage, "inference");
+	/* an id never issued */
+	sl_request_handle bogus = {.id = h.id + 1000};
+	assert_int_equal(sl_pipeline_cancel(f.p, bogus), SL_ENOTFOUND);
+	sl_request_handle zero = {.id = 0};
+	assert_int_equal(sl_pipeline_cancel(f.p, zero), SL_ENOTFOUND);
+	/* cancelling right after submit (maybe still in the inbox) */
+	treq t2;
+	t_req(&req, &t2, &f.c, "c2", "cancel me early");
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, &h), SL_OK);
+	assert_int_equal(sl_pipeline_cancel(f.p, h), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 2, 5000), 2);
+	assert_int_equal(t2.r.outcome, SL_OUTCOME_CANCELLED);
+	check_identity(f.p);
+	fx_down(&f);
+}
+
+static void deadline_expiry(void **st)
+{
+	sl_echo_opts eo = {.delay_ms = 5000};
+	fx f;
+	fx_up(&f, 1, &eo, NULL);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "dl", "too slow");
+	req.deadline_ms = 50;
+	uint64_t t0 = sl_now_ns();
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 5000), 1);
+	uint64_t took = sl_now_ns() - t0;
+	assert_int_equal(t.r.outcome, SL_OUTCOME_EXPIRED);
+	assert_int_equal(t.r.status, SL_ETIMEDOUT);
+	assert_string_equal(t.r.stage, "inference");
+	assert_true(took < 2000000000ull); /* not the worker's 5 s */
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.stages[2].expired, 1);
+	sl_snapshot_release(&s);
+	fx_down(&f);
+}
+
+static sl_delay_cfg slow_rag = {.delay_us = 2000000};
+
+static void tweak_rag_timeout(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	st[0].ops = &sl_stage_delay;
+	st[0].cfg = &slow_rag;
+	st[0].timeout_ms = 50;
+}
+
+static void stage_timeout_fails_request(void **st)
+{
+	fx f;
+	fx_up(&f, 1, NULL, tweak_rag_timeout);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "st", "slow retrieval");
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 5000), 1);
+	assert_int_equal(t.r.outcome, SL_OUTCOME_FAILED);
+	assert_int_equal(t.r.status, SL_ETIMEDOUT);
+	assert_string_equal(t.r.stage, "rag");
+	assert_non_null(strstr(t.r.reason, "timed out"));
+	fx_down(&f);
+}
+
+/* --- the blocking adapter: a plain synchronous function --- */
+static int upper_words(void *user, const char *prompt, size_t len, char ***tokens,
+                       size_t *n)
+{
+	if (strstr(prompt, "fail"))
+		return SL_EWORKER;
+	*tokens = calloc(3, sizeof(char *));
+	(*tokens)[0] = strdup("SYNC");
+	(*tokens)[1] = strdup(" ");
+	(*tokens)[2] = strndup(prompt, len);
+	*n = 3;
+	return SL_OK;
+}
+
+static void blocking_adapter(void **st)
+{
+	sl_runtime *rt;
+	sl_runtime_opts ro = {.shards = 2, .no_pin = 1};
+	assert_int_equal(sl_runtime_create(&ro, &rt), SL_OK);
+	sl_worker *w;
+	sl_blocking_opts bo = {.threads = 2, .queue = 8};
+	assert_int_equal(sl_worker_blocking_create(upper_words, NULL, &bo, &w), SL_OK);
+	sl_pipeline_opts po;
+	sl_stage_def stg[5];
+	sl_pipeline_default(&po, stg, w);
+	sl_pipeline *p;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, NULL, 0), SL_OK);
+	collector c;
+	coll_init(&c, rt);
+	enum { N = 100 };
+	treq t[N];
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		char sess[16];
+		snprintf(sess, sizeof sess, "b%d", i);
+		t_req(&req, &t[i], &c, sess, i == 7 ? "please fail" : "hello");
+		assert_int_equal(sl_pipeline_submit(p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(coll_wait(&c, N, 10000), N);
+	for (int i = 0; i < N; i++) {
+		if (i == 7) {
+			assert_int_equal(t[i].r.outcome, SL_OUTCOME_FAILED);
+			assert_int_equal(t[i].r.status, SL_EWORKER);
+			assert_string_equal(t[i].r.stage, "inference");
+		} else {
+			assert_int_equal(t[i].r.outcome, SL_OUTCOME_COMPLETED);
+			assert_string_equal(t[i].r.text, "SYNC hello");
+		}
+	}
+	sl_pipeline_destroy(p);
+	sl_worker_destroy(w);
+	sl_runtime_destroy(rt);
+	coll_fini(&c);
+}
+
+/* --- backpressure: block returns SL_EAGAIN, then the ready callback --- */
+static void tweak_tiny_block(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	for (int i = 0; i < 5; i++) {
+		st[i].queue = 2;
+		st[i].concurrency = 1;
+	}
+}
+
+typedef struct ready_arg {
+	sl_post post;
+	_Atomic int fired;
+} ready_arg;
+
+static void on_ready(void *a_)
+{
+	ready_arg *a = a_;
+	atomic_store(&a->fired, 1);
+}
+
+static void block_backpressure_and_ready(void **st)
+{
+	sl_echo_opts eo = {.delay_ms = 100};
+	fx f;
+	fx_up(&f, 1, &eo, tweak_tiny_block);
+	enum { N = 64 };
+	treq t[N];
+	int ok = 0, again = 0;
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		t_req(&req, &t[i], &f.c, "same", "x y");
+		int rc = sl_pipeline_submit(f.p, &req, 0, NULL);
+		if (rc == SL_OK)
+			ok++;
+		else if (rc == SL_EAGAIN)
+			again++;
+		else
+			fail_msg("unexpected %s", sl_strerror(rc));
+	}
+	/* bounded: queues 5 x 2, slots 5 x 1, inbox 2 */
+	assert_true(ok <= 17);
+	assert_true(again > 0);
+	ready_arg ra = {.post = {.fn = on_ready, .arg = &ra}};
+	atomic_init(&ra.fired, 0);
+	assert_int_equal(sl_pipeline_on_ready(f.p, "same", &ra.post), SL_OK);
+	assert_int_equal(coll_wait(&f.c, ok, 10000), ok);
+	for (int i = 0; i < 200 && !atomic_load(&ra.fired); i++)
+		msleep(10);
+	assert_int_equal(atomic_load(&ra.fired), 1);
+	/* nothing accepted was lost */
+	assert_int_equal(f.c.oc[SL_OUTCOME_COMPLETED], ok);
+	fx_down(&f);
+}
+
+/* --- priority: a queued high-priority request overtakes low ones --- */
+static sl_delay_cfg gate = {.delay_us = 100000};
+static void tweak_one_slot(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	st[0].ops = &sl_stage_delay;
+	st[0].cfg = &gate;
+	st[0].concurrency = 1;
+	st[0].queue = 16;
+}
+
+typedef struct order_rec {
+	collector *c;
+	int *order;
+	int idx;
+	_Atomic int *pos;
+} order_rec;
+
+static void order_done(void *user, const sl_result *r)
+{
+	order_rec *o = user;
+	o->order[atomic_fetch_add(o->pos, 1)] = o->idx;
+	pthread_mutex_lock(&o->c->mx);
+	o->c->n++;
+	pthread_cond_broadcast(&o->c->cv);
+	pthread_mutex_unlock(&o->c->mx);
+}
+
+static void priority_order(void **st)
+{
+	fx f;
+	fx_up(&f, 1, NULL, tweak_one_slot);
+	int order[4];
+	_Atomic int pos;
+	atomic_init(&pos, 0);
+	order_rec rec[4];
+	int prio[4] = {1, 0, 0, 3}; /* #0 takes the slot; #3 must overtake #1, #2 */
+	for (int i = 0; i < 4; i++) {
+		rec[i] = (order_rec){.c = &f.c, .order = order, .idx = i, .pos = &pos};
+		sl_request req;
+		sl_request_init(&req);
+		req.session = "p";
+		req.input = "x";
+		req.priority = prio[i];
+		req.on_done = order_done;
+		req.user = &rec[i];
+		assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+		if (i == 0)
+			msleep(30);
+	}
+	assert_int_equal(coll_wait(&f.c, 4, 5000), 4);
+	assert_int_equal(order[0], 0);
+	assert_int_equal(order[1], 3);
+	assert_int_equal(order[2], 1);
+	assert_int_equal(order[3], 2);
+	fx_down(&f);
+}
+
+static void max_tokens_and_output_bound(void **st)
+{
+	fx f;
+	fx_up(&f, 1, NULL, NULL);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "m", "one two three four five");
+	req.params.max_tokens = 2;
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 5000), 1);
+	assert_string_equal(t.r.text, "one two");
+	assert_string_equal(t.r.finish, "length");
+	fx_down(&f);
+}
+
+static void tweak_small_output(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	po->max_output = 10;
+	po->max_input = 64;
+}
+
+static void bad_input(void **st)
+{
+	fx f;
+	fx_up(&f, 1, NULL, tweak_small_output);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "s", "fine");
+	sl_request r2;
+
+	r2 = req; r2.session = NULL;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.session = "";
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.input = NULL;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.input = "";
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.on_done = NULL;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.priority = SL_PRIORITY_LEVELS;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.priority = -1;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	r2 = req; r2.n_meta = 2; r2.meta = NULL;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_EINVAL);
+	char big[100];
+	memset(big, 'a', sizeof big - 1);
+	big[99] = '\0';
+	r2 = req; r2.input = big;
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_ETOOBIG);
+	assert_int_equal(sl_pipeline_submit(NULL, &req, 0, NULL), SL_EINVAL);
+	assert_int_equal(sl_pipeline_submit(f.p, NULL, 0, NULL), SL_EINVAL);
+	assert_int_equal(f.c.n, 0); /* no callback for a refused submit */
+
+	/* output over max_output: cut, finish_reason "length" */
+	r2 = req; r2.input = "aaaa bbbb cccc dddd";
+	assert_int_equal(sl_pipeline_submit(f.p, &r2, 0, NULL), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 5000), 1);
+	assert_int_equal(t.r.outcome, SL_OUTCOME_COMPLETED);
+	assert_string_equal(t.r.text, "aaaa bbbb");
+	assert_string_equal(t.r.finish, "length");
+	fx_down(&f);
+}
+
+static void invalid_configuration(void **st)
+{
+	sl_runtime *rt;
+	sl_runtime_opts ro = {.shards = 1, .no_pin = 1};
+	assert_int_equal(sl_runtime_create(&ro, &rt), SL_OK);
+	sl_worker *w;
+	assert_int_equal(sl_worker_echo_create(NULL, &w), SL_OK);
+	sl_pipeline_opts po;
+	sl_stage_def stg[5];
+	sl_pipeline *p = NULL;
+	char err[256];
+
+	sl_pipeline_default(&po, stg, w);
+	stg[1].queue = 0;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage assemble: queue must be 1..16777216 (got 0)");
+
+	sl_pipeline_default(&po, stg, w);
+	stg[2].concurrency = 0;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage inference: concurrency must be 1..1048576 (got 0)");
+
+	sl_pipeline_default(&po, stg, w);
+	stg[3].name = "rag";
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage name rag is used twice");
+
+	sl_pipeline_default(&po, stg, w);
+	po.n_stages = 0;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "a pipeline needs 1..16 stages (got 0)");
+
+	sl_pipeline_default(&po, stg, NULL);
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "the inference stage needs a worker");
+
+	sl_pipeline_default(&po, stg, w);
+	stg[0].overflow = (sl_overflow)7;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage rag: overflow must be block or shed");
+
+	sl_pipeline_default(&po, stg, w);
+	stg[4].ops = NULL;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage stream: a stage kind (ops with run) is required");
+
+	sl_pipeline_default(&po, stg, w);
+	stg[0].ops = &sl_stage_delay; /* delay needs its cfg */
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage rag: invalid argument");
+
+	assert_null(p);
+	sl_echo_opts bad = {.delay_ms = 4000000};
+	sl_worker *w2 = NULL;
+	assert_int_equal(sl_worker_echo_create(&bad, &w2), SL_EINVAL);
+	assert_null(w2);
+	sl_pipeline_destroy(NULL);
+	sl_worker_destroy(NULL);
+	sl_worker_destroy(w);
+	sl_runtime_destroy(rt);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(n_requests_n_completions_exact_text),
+		cmocka_unit_test(identity_holds_under_shedding),
+		cmocka_unit_test(affinity_runs_on_session_shard),
+		cmocka_unit_test(drain_finishes_in_flight),
+		cmocka_unit_test(drain_timeout_cancels_the_rest),
+		cmocka_unit_test(cancellation),
+		cmocka_unit_test(deadline_expiry),
+		cmocka_unit_test(stage_timeout_fails_request),
+		cmocka_unit_test(blocking_adapter),
+		cmocka_unit_test(block_backpressure_and_ready),
+		cmocka_unit_test(priority_order),
+		cmocka_unit_test(max_tokens_and_output_bound),
+		cmocka_unit_test(bad_input),
+		cmocka_unit_test(invalid_configuration),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -25,13 +25,17 @@ typedef struct echo_call {
 	echo_ss *ss;
 	struct event *ev;
 	const char *p, *end; /* next unread byte of the prompt */
-	uint32_t sent, max, words;
+	uint32_t sent, max;
 	uint32_t token_delay_ms;
 } echo_call;
 
-static int is_ws(char c)
+/* ASCII whitespace as a table: the split runs per byte on the hot path. */
+static const unsigned char ws_tab[256] = {
+	['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, [' '] = 1};
+
+static inline int is_ws(char c)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+	return ws_tab[(unsigned char)c];
 }
 
 static uint32_t count_words(const char *p, const char *end)
@@ -53,11 +57,11 @@ static uint32_t count_words(const char *p, const char *end)
  * stream must stop, 1 otherwise. */
 static int emit_next(echo_call *c, int *rc_out)
 {
+	if (c->max && c->sent >= c->max)
+		return 0;
 	while (c->p < c->end && is_ws(*c->p))
 		c->p++;
 	if (c->p >= c->end)
-		return 0;
-	if (c->max && c->sent >= c->max)
 		return 0;
 	const char *w = c->p;
 	while (c->p < c->end && !is_ws(*c->p))
@@ -93,9 +97,9 @@ static int emit_next(echo_call *c, int *rc_out)
 static void finish_call(echo_call *c, int rc)
 {
 	sl_infer *call = c->call;
-	sl_usage u = {.prompt_tokens = c->words, .completion_tokens = c->sent};
-	int more = c->p < c->end && count_words(c->p, c->end) > 0;
-	u.finish_reason = (rc == SL_OK && more) ? "length" : "stop";
+	uint32_t rest = count_words(c->p, c->end);
+	sl_usage u = {.prompt_tokens = c->sent + rest, .completion_tokens = c->sent,
+	              .finish_reason = (rc == SL_OK && rest) ? "length" : "stop"};
 	if (c->ev)
 		event_free(c->ev);
 	*sl_infer_worker_data(call) = NULL;
@@ -175,7 +179,6 @@ static int echo_infer(void *ssv, sl_infer *call)
 	c->ss = ss;
 	c->p = p;
 	c->end = p + len;
-	c->words = count_words(p, p + len);
 	int mt = sl_infer_params_of(call)->max_tokens;
 	c->max = mt > 0 ? (uint32_t)mt : 0;
 	c->token_delay_ms = ss->st->o.token_delay_ms;
@@ -184,9 +187,9 @@ static int echo_infer(void *ssv, sl_infer *call)
 		int rc = SL_OK;
 		while (emit_next(c, &rc))
 			;
-		sl_usage u = {.prompt_tokens = c->words, .completion_tokens = c->sent};
-		u.finish_reason = (c->max && c->sent >= c->max && count_words(c->p, c->end))
-		                      ? "length" : "stop";
+		uint32_t rest = count_words(c->p, c->end);
+		sl_usage u = {.prompt_tokens = c->sent + rest, .completion_tokens = c->sent,
+		              .finish_reason = rest ? "length" : "stop"};
 		if (rc != SL_ECANCELED)
 			sl_infer_done(call, rc, rc ? "echo worker failed" : NULL, &u);
 		return SL_OK;
