@@ -242,11 +242,26 @@ static void count_end(sl__stage_rt *st, sl_outcome oc)
 	}
 }
 
+static void start_job(sl__ps *ps, unsigned s, struct sl_job *job);
+
 /* Puts job into stage s's queue.  SL_OK, SL_ESHED (job ended), SL_EAGAIN
  * (full under block: job untouched). */
 static int enqueue(sl__ps *ps, unsigned s, struct sl_job *job)
 {
 	sl__stage_rt *st = &ps->st[s];
+	/* Direct hand-off: nothing queued ahead and a free slot, so the job
+	 * starts now instead of taking a trip through the queue (FIFO and
+	 * priority order are unaffected: the queue is empty).  Bounded depth:
+	 * at most one nested start per stage. */
+	if (st->queue.count == 0 && st->running < ps->p->stages[s].conc && !st->done_head &&
+	    ps->handoff_depth < SL_MAX_STAGES) {
+		job->times[s].enqueued = ps->now;
+		sl__ctr_add(&st->ctr.enqueued, 1);
+		ps->handoff_depth++;
+		start_job(ps, s, job);
+		ps->handoff_depth--;
+		return SL_OK;
+	}
 	int rc = sl_pq_push(&st->queue, job, job->priority);
 	if (rc == SL_OK) {
 		job->state = J_QUEUED;
@@ -490,6 +505,30 @@ static int flush_done(sl__ps *ps, unsigned s)
 	return moved;
 }
 
+/* Takes a slot of stage s for job (just out of the queue, or handed over
+ * directly) and runs it. */
+static void start_job(sl__ps *ps, unsigned s, struct sl_job *job)
+{
+	sl__stage_rt *st = &ps->st[s];
+	sl__stage *sd = &ps->p->stages[s];
+	if (job->deadline && ps->now >= job->deadline) {
+		sl__ctr_add(&st->ctr.expired, 1);
+		finish(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, (int)s, "deadline exceeded");
+		return;
+	}
+	job->state = J_RUNNING;
+	job->stage = (uint8_t)s;
+	st->running++;
+	sl__ctr_add(&st->ctr.running, 1);
+	job->times[s].started = ps->now;
+	sl__hist_record(st->wait, ps->now - job->times[s].enqueued);
+	if (sd->timeout_ms) {
+		job->stage_deadline = ps->now + (uint64_t)sd->timeout_ms * 1000000u;
+		timer_arm(ps, job);
+	}
+	run_job(ps, s, job);
+}
+
 static int start_queued(sl__ps *ps, unsigned s)
 {
 	sl__stage_rt *st = &ps->st[s];
@@ -499,25 +538,9 @@ static int start_queued(sl__ps *ps, unsigned s)
 		void *it;
 		if (sl_pq_pop(&st->queue, &it) != SL_OK)
 			break;
-		struct sl_job *job = it;
 		moved = 1;
 		sl__ctr_add(&st->ctr.queued, -1);
-		if (job->deadline && ps->now >= job->deadline) {
-			sl__ctr_add(&st->ctr.expired, 1);
-			finish(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, (int)s,
-			       "deadline exceeded");
-			continue;
-		}
-		job->state = J_RUNNING;
-		st->running++;
-		sl__ctr_add(&st->ctr.running, 1);
-		job->times[s].started = ps->now;
-		sl__hist_record(st->wait, ps->now - job->times[s].enqueued);
-		if (sd->timeout_ms) {
-			job->stage_deadline = ps->now + (uint64_t)sd->timeout_ms * 1000000u;
-			timer_arm(ps, job);
-		}
-		run_job(ps, s, job);
+		start_job(ps, s, it);
 	}
 	return moved;
 }

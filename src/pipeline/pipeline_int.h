@@ -125,6 +125,7 @@ struct sl__ps {
 	_Atomic uint64_t door_shed;    /* producers: shed at submit */
 	_Atomic uint32_t seq;          /* sequence lock */
 	uint32_t depth;                /* shard: ps_enter nesting */
+	uint32_t handoff_depth;        /* shard: nested direct hand-offs */
 	uint64_t now;                  /* shard: cached clock for a pump round */
 	int attached;
 	void *wss;                     /* worker's per-shard state */
