@@ -1,0 +1,325 @@
+/* openai_json.c - OpenAI response and SSE writers; see openai_json.h. */
+#include "http/openai_json.h"
+
+#include <string.h>
+
+#include "core/utf8.h"
+
+/* 0 = copy as is, 1 = escape (control, '"', '\\'), 2 = non-ASCII: validate */
+static const unsigned char esc_class[256] = {
+	1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+	0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+	0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,
+	0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+	2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+	2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+	2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+	2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+};
+
+#define LIT(b, s) sl_dynbuf_add((b), (s), sizeof(s) - 1)
+
+static int chr(sl_dynbuf *b, char c)
+{
+	return sl_dynbuf_add(b, &c, 1);
+}
+
+/* Undoes a partial write: back to len bytes (len <= b->len). */
+static void truncate_to(sl_dynbuf *b, size_t len)
+{
+	b->len = len;
+	if (b->p)
+		b->p[len] = '\0';
+}
+
+static int string_body(sl_dynbuf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, run = 0; /* run: start of pending pass-through bytes */
+	int rc;
+	while (i < len) {
+		unsigned cl = esc_class[u[i]];
+		if (cl == 0) {
+			i++;
+			continue;
+		}
+		if (cl == 2) {
+			size_t n = sl_utf8_seq_len(s + i, len - i);
+			if (n) {
+				i += n;
+				continue;
+			}
+		}
+		if (i > run && (rc = sl_dynbuf_add(b, s + run, i - run)))
+			return rc;
+		char e[6];
+		size_t en = 2;
+		e[0] = '\\';
+		switch (u[i]) {
+		case '"': e[1] = '"'; break;
+		case '\\': e[1] = '\\'; break;
+		case '\b': e[1] = 'b'; break;
+		case '\f': e[1] = 'f'; break;
+		case '\n': e[1] = 'n'; break;
+		case '\r': e[1] = 'r'; break;
+		case '\t': e[1] = 't'; break;
+		default:
+			if (u[i] < 0x20) {
+				e[1] = 'u';
+				e[2] = '0';
+				e[3] = '0';
+				e[4] = hex[u[i] >> 4];
+				e[5] = hex[u[i] & 15];
+				en = 6;
+			} else { /* invalid UTF-8 byte */
+				e[0] = (char)0xEF;
+				e[1] = (char)0xBF;
+				e[2] = (char)0xBD;
+				en = 3;
+			}
+		}
+		if ((rc = sl_dynbuf_add(b, e, en)))
+			return rc;
+		i++;
+		run = i;
+	}
+	if (i > run)
+		return sl_dynbuf_add(b, s + run, i - run);
+	return SL_OK;
+}
+
+static int str(sl_dynbuf *b, const char *s, size_t len)
+{
+	int rc;
+	if ((rc = chr(b, '"')) || (rc = string_body(b, s, len)))
+		return rc;
+	return chr(b, '"');
+}
+
+/* NUL-terminated string or null. */
+static int cstr_or_null(sl_dynbuf *b, const char *s)
+{
+	if (!s)
+		return LIT(b, "null");
+	return str(b, s, strlen(s));
+}
+
+static int u64(sl_dynbuf *b, uint64_t v)
+{
+	char tmp[24];
+	size_t n = sizeof tmp;
+	do {
+		tmp[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return sl_dynbuf_add(b, tmp + n, sizeof tmp - n);
+}
+
+static int i64(sl_dynbuf *b, int64_t v)
+{
+	int rc;
+	if (v < 0) {
+		if ((rc = chr(b, '-')))
+			return rc;
+		return u64(b, (uint64_t)0 - (uint64_t)v);
+	}
+	return u64(b, (uint64_t)v);
+}
+
+int sl_oai_json_string(sl_dynbuf *b, const char *s, size_t len)
+{
+	size_t mark = b->len;
+	int rc = str(b, s ? s : "", s ? len : 0);
+	if (rc)
+		truncate_to(b, mark);
+	return rc;
+}
+
+/* {"id":..,"object":OBJ,"created":..,"model":..,[fp,] */
+static int head(sl_dynbuf *b, const sl_oai_meta *m, const char *object)
+{
+	int rc;
+	const char *id = m->id ? m->id : "";
+	const char *model = m->model ? m->model : "";
+	if ((rc = LIT(b, "{\"id\":")) || (rc = str(b, id, strlen(id))) ||
+	    (rc = LIT(b, ",\"object\":\"")) || (rc = sl_dynbuf_addstr(b, object)) ||
+	    (rc = LIT(b, "\",\"created\":")) || (rc = i64(b, m->created)) ||
+	    (rc = LIT(b, ",\"model\":")) || (rc = str(b, model, strlen(model))))
+		return rc;
+	if (m->system_fingerprint &&
+	    ((rc = LIT(b, ",\"system_fingerprint\":")) ||
+	     (rc = cstr_or_null(b, m->system_fingerprint))))
+		return rc;
+	return SL_OK;
+}
+
+static int usage_obj(sl_dynbuf *b, const sl_oai_usage *u)
+{
+	int rc;
+	if ((rc = LIT(b, "{\"prompt_tokens\":")) || (rc = u64(b, u->prompt_tokens)) ||
+	    (rc = LIT(b, ",\"completion_tokens\":")) || (rc = u64(b, u->completion_tokens)) ||
+	    (rc = LIT(b, ",\"total_tokens\":")) ||
+	    (rc = u64(b, (uint64_t)u->prompt_tokens + u->completion_tokens)))
+		return rc;
+	return chr(b, '}');
+}
+
+static int completion(sl_dynbuf *b, const sl_oai_meta *m, int chat, const char *text,
+                      size_t len, const char *fr, const sl_oai_usage *u)
+{
+	int rc;
+	if ((rc = head(b, m, chat ? "chat.completion" : "text_completion")))
+		return rc;
+	if (chat)
+		rc = LIT(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+	else
+		rc = LIT(b, ",\"choices\":[{\"text\":");
+	if (rc || (rc = str(b, text ? text : "", text ? len : 0)))
+		return rc;
+	if (chat)
+		rc = LIT(b, "},\"logprobs\":null,\"finish_reason\":");
+	else
+		rc = LIT(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+	if (rc || (rc = cstr_or_null(b, fr)) || (rc = LIT(b, "}]")))
+		return rc;
+	if (u && ((rc = LIT(b, ",\"usage\":")) || (rc = usage_obj(b, u))))
+		return rc;
+	return chr(b, '}');
+}
+
+#define ATOMIC(b, call)                          \
+	do {                                     \
+		size_t mark_ = (b)->len;         \
+		int rc_ = (call);                \
+		if (rc_)                         \
+			truncate_to((b), mark_); \
+		return rc_;                      \
+	} while (0)
+
+int sl_oai_json_chat_completion(sl_dynbuf *b, const sl_oai_meta *m,
+                                const char *content, size_t len,
+                                const char *finish_reason,
+                                const sl_oai_usage *usage)
+{
+	ATOMIC(b, completion(b, m, 1, content, len, finish_reason, usage));
+}
+
+int sl_oai_json_text_completion(sl_dynbuf *b, const sl_oai_meta *m,
+                                const char *text, size_t len,
+                                const char *finish_reason,
+                                const sl_oai_usage *usage)
+{
+	ATOMIC(b, completion(b, m, 0, text, len, finish_reason, usage));
+}
+
+static int chat_chunk(sl_dynbuf *b, const sl_oai_meta *m, const char *role,
+                      const char *content, size_t len, const char *fr,
+                      int usage_null)
+{
+	int rc;
+	if ((rc = LIT(b, "data: ")) || (rc = head(b, m, "chat.completion.chunk")) ||
+	    (rc = LIT(b, ",\"choices\":[{\"index\":0,\"delta\":{")))
+		return rc;
+	if (role && ((rc = LIT(b, "\"role\":")) || (rc = cstr_or_null(b, role))))
+		return rc;
+	if (content && (((role && (rc = chr(b, ',')))) ||
+	                (rc = LIT(b, "\"content\":")) || (rc = str(b, content, len))))
+		return rc;
+	if ((rc = LIT(b, "},\"logprobs\":null,\"finish_reason\":")) ||
+	    (rc = cstr_or_null(b, fr)) || (rc = LIT(b, "}]")))
+		return rc;
+	if (usage_null && (rc = LIT(b, ",\"usage\":null")))
+		return rc;
+	return LIT(b, "}\n\n");
+}
+
+int sl_oai_sse_chat_chunk(sl_dynbuf *b, const sl_oai_meta *m, const char *role,
+                          const char *content, size_t len,
+                          const char *finish_reason, int usage_null)
+{
+	ATOMIC(b, chat_chunk(b, m, role, content, len, finish_reason, usage_null));
+}
+
+static int text_chunk(sl_dynbuf *b, const sl_oai_meta *m, const char *text,
+                      size_t len, const char *fr, int usage_null)
+{
+	int rc;
+	if ((rc = LIT(b, "data: ")) || (rc = head(b, m, "text_completion")) ||
+	    (rc = LIT(b, ",\"choices\":[{\"text\":")) ||
+	    (rc = str(b, text ? text : "", text ? len : 0)) ||
+	    (rc = LIT(b, ",\"index\":0,\"logprobs\":null,\"finish_reason\":")) ||
+	    (rc = cstr_or_null(b, fr)) || (rc = LIT(b, "}]")))
+		return rc;
+	if (usage_null && (rc = LIT(b, ",\"usage\":null")))
+		return rc;
+	return LIT(b, "}\n\n");
+}
+
+int sl_oai_sse_text_chunk(sl_dynbuf *b, const sl_oai_meta *m, const char *text,
+                          size_t len, const char *finish_reason,
+                          int usage_null)
+{
+	ATOMIC(b, text_chunk(b, m, text, len, finish_reason, usage_null));
+}
+
+static int usage_chunk(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind,
+                       const sl_oai_usage *u)
+{
+	static const sl_oai_usage zero;
+	int rc;
+	if ((rc = LIT(b, "data: ")) ||
+	    (rc = head(b, m, kind == SL_OAI_CHAT ? "chat.completion.chunk" : "text_completion")) ||
+	    (rc = LIT(b, ",\"choices\":[],\"usage\":")) || (rc = usage_obj(b, u ? u : &zero)))
+		return rc;
+	return LIT(b, "}\n\n");
+}
+
+int sl_oai_sse_usage_chunk(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind,
+                           const sl_oai_usage *usage)
+{
+	ATOMIC(b, usage_chunk(b, m, kind, usage));
+}
+
+int sl_oai_sse_done(sl_dynbuf *b)
+{
+	return LIT(b, "data: [DONE]\n\n"); /* one append: atomic already */
+}
+
+static int error_obj(sl_dynbuf *b, const char *msg, const char *type,
+                     const char *param, const char *code)
+{
+	int rc;
+	if ((rc = LIT(b, "{\"error\":{\"message\":")) || (rc = cstr_or_null(b, msg ? msg : "")) ||
+	    (rc = LIT(b, ",\"type\":")) || (rc = cstr_or_null(b, type ? type : "server_error")) ||
+	    (rc = LIT(b, ",\"param\":")) || (rc = cstr_or_null(b, param)) ||
+	    (rc = LIT(b, ",\"code\":")) || (rc = cstr_or_null(b, code)))
+		return rc;
+	return LIT(b, "}}");
+}
+
+int sl_oai_json_error(sl_dynbuf *b, const char *message, const char *type,
+                      const char *param, const char *code)
+{
+	ATOMIC(b, error_obj(b, message, type, param, code));
+}
+
+int sl_oai_json_error_from(sl_dynbuf *b, const sl_oai_error *err)
+{
+	return sl_oai_json_error(b, err->message, err->type, err->param, err->code);
+}
+
+static int sse_error(sl_dynbuf *b, const char *message, const char *type,
+                     const char *param, const char *code)
+{
+	int rc;
+	if ((rc = LIT(b, "data: ")) || (rc = error_obj(b, message, type, param, code)))
+		return rc;
+	return LIT(b, "\n\n");
+}
+
+int sl_oai_sse_error(sl_dynbuf *b, const char *message, const char *type,
+                     const char *param, const char *code)
+{
+	ATOMIC(b, sse_error(b, message, type, param, code));
+}
