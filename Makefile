@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all setup build run demo test test-fast test-asan test-tsan bench fuzz install clean
+.PHONY: all setup build run demo test test-fast test-asan test-tsan e2e-deps bench bench-gateway fuzz install clean
 
 all: build
 
@@ -23,7 +23,7 @@ build: $(BUILD)/Makefile
 	$(CMAKE) --build $(BUILD) -j$(JOBS)
 
 run: build
-	./$(BUILD)/sluice demo
+	./$(BUILD)/sluice serve
 
 demo: build
 	./$(BUILD)/sluice demo
@@ -31,6 +31,7 @@ demo: build
 # The suite, then the same suite under sanitizers in separate build dirs.
 test:
 	@scripts/setup.sh test
+	$(MAKE) e2e-deps
 	$(MAKE) test-fast
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
@@ -51,6 +52,14 @@ test-tsan:
 
 bench: build
 	./$(BUILD)/bench/pipeline
+
+# sluice beside nginx, Portkey and nullplatform in ../shared/bench's harness.
+bench-gateway: build
+	scripts/bench-gateway.sh $(BENCH_ARGS)
+
+# The end-to-end tests' client (the official openai package, pinned).
+e2e-deps:
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
 
 fuzz:
 	$(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DCMAKE_C_COMPILER=clang

@@ -3,4 +3,5 @@
 #ifndef SL_CLI_H
 #define SL_CLI_H
 int sl_cli_demo(int argc, char **argv);
+int sl_cli_serve(int argc, char **argv);
 #endif

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli.h"
+#include "mock/mock_upstream.h"
 #include "sluice/sluice.h"
 
 static void usage(FILE *f)
@@ -10,6 +11,8 @@ static void usage(FILE *f)
 	        "usage: sluice <command> [options]\n"
 	        "\n"
 	        "commands:\n"
+	        "  serve           the OpenAI-compatible gateway (default: model 'echo' on :8080)\n"
+	        "  mock-upstream   a fast OpenAI-compatible mock model server for tests\n"
 	        "  demo            send the seed's 10 demo requests through the pipeline\n"
 	        "  version         print the version\n"
 	        "  help            this text\n"
@@ -24,6 +27,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "serve") == 0)
+		return sl_cli_serve(argc - 1, argv + 1);
+	if (strcmp(cmd, "mock-upstream") == 0)
+		return sl_mock_upstream_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return sl_cli_demo(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -1,0 +1,1083 @@
+/* server.c - the OpenAI-compatible gateway; see server.h and
+ * docs/internals/http.md.
+ *
+ * A request's life:
+ *   1. on_request (connection's shard): route, parse the body, find the
+ *      model, build an sl_request, submit.  Refusals answer at once (400,
+ *      404, 413, 503 with Retry-After ...).  SL_EAGAIN under "block": the
+ *      request is parked and this shard stops accepting connections until
+ *      the pipeline signals room (sl_pipeline_on_ready); a parked
+ *      connection sends nothing more, so nothing is buffered without bound.
+ *   2. on_token / on_done (session's shard): format SSE events or the final
+ *      body into hreq->pending under hreq->mx and post a flush to the
+ *      connection's shard (at most one flush in flight).
+ *   3. flush (connection's shard): write what is pending; at the end, end
+ *      the reply and free the hreq.
+ *   A client that goes away mid-request fires the connection's close
+ *   callback: the pipeline request is cancelled (the upstream call with it)
+ *   and the hreq is freed when the pipeline's outcome arrives.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "core/dynbuf.h"
+#include "core/log.h"
+#include "http/metrics.h"
+#include "http/openai_json.h"
+#include "http/openai_req.h"
+#include "http/server.h"
+#include "shard/runtime_int.h"
+
+typedef struct srv_shard srv_shard;
+
+struct sl_server {
+	sl_runtime *rt;
+	sl_server_opts o;
+	char *host;
+	sl_model_route *routes;
+	size_t n_routes;
+	uint16_t port;
+	_Atomic int accepting;
+	srv_shard **sh;
+	unsigned n;
+	uint64_t seed;
+};
+
+struct srv_shard {
+	sl_server *srv;
+	unsigned idx;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evconnlistener *lis;
+	unsigned parked; /* requests waiting for room (block policy) */
+	int lis_disabled;
+	uint64_t next_req;
+	sl_http_stats stats; /* single writer: this shard */
+};
+
+typedef struct hreq {
+	srv_shard *ss;                  /* connection's shard: owner */
+	struct evhttp_request *req;     /* NULL once answered */
+	struct evhttp_connection *evcon;
+	const sl_model_route *route;
+	sl_request_handle h;
+	int submitted;
+	int gone;                       /* client went away */
+	int started;                    /* chunked reply started */
+	int ended;                      /* reply ended or req freed */
+	int stream, include_usage;
+	sl_oai_kind kind;
+	char request_id[48];
+	char resp_id[64];
+	int64_t created;
+	/* shared with the session's shard (under mx) */
+	pthread_mutex_t mx;
+	sl_dynbuf pending;
+	int posted;
+	int role_sent;
+	int finished;
+	int status;                     /* HTTP status of the final answer */
+	int err_before_stream;          /* an error not yet streamed */
+	char upstream_status[8];
+	sl_post flush_post;
+	/* parked request */
+	sl_post ready_post;             /* runs on the session's shard */
+	sl_post retry_post;             /* back on the connection's shard */
+	sl_request sreq;
+	sl_kv meta[3];
+	char session[160];
+	char *prompt;
+	char *messages_json;
+	sl_oai_req *oai;
+} hreq;
+
+/* ------------------------------------------------------------ helpers */
+
+static void add_common_headers(struct evhttp_request *req, const char *rid)
+{
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	if (rid && *rid)
+		evhttp_add_header(oh, "X-Request-Id", rid);
+	evhttp_add_header(oh, "Server", "sluice/" SLUICE_VERSION);
+}
+
+static void count_status(srv_shard *ss, int code)
+{
+	sl_http_stats *st = &ss->stats;
+	int cls = code / 100;
+	if (cls < 1 || cls > 5)
+		cls = 5;
+	sl__ctr_add_u(&st->responses[cls], 1);
+	if (code == 503)
+		sl__ctr_add_u(&st->shed_503, 1);
+}
+
+/* Sends a complete response with an OpenAI-style error body. */
+static void send_error(srv_shard *ss, struct evhttp_request *req, const char *rid,
+                       int code, const char *type, const char *ecode,
+                       const char *param, const char *fmt, ...)
+	__attribute__((format(printf, 8, 9)));
+static void send_error(srv_shard *ss, struct evhttp_request *req, const char *rid,
+                       int code, const char *type, const char *ecode,
+                       const char *param, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, 8192);
+	sl_oai_json_error(&b, msg, type, param, ecode);
+	struct evbuffer *out = evbuffer_new();
+	evbuffer_add(out, sl_dynbuf_str(&b), b.len);
+	sl_dynbuf_free(&b);
+	add_common_headers(req, rid);
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	evhttp_add_header(oh, "Content-Type", "application/json");
+	if (code == 503 || code == 429) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%u", ss->srv->o.retry_after_s);
+		evhttp_add_header(oh, "Retry-After", ra);
+	}
+	count_status(ss, code);
+	evhttp_send_reply(req, code, NULL, out);
+	evbuffer_free(out);
+}
+
+static void send_text(srv_shard *ss, struct evhttp_request *req, int code,
+                      const char *ctype, const char *body, size_t len)
+{
+	struct evbuffer *out = evbuffer_new();
+	evbuffer_add(out, body, len);
+	add_common_headers(req, NULL);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	count_status(ss, code);
+	evhttp_send_reply(req, code, NULL, out);
+	evbuffer_free(out);
+}
+
+static void hreq_free(hreq *h)
+{
+	pthread_mutex_destroy(&h->mx);
+	sl_dynbuf_free(&h->pending);
+	free(h->prompt);
+	free(h->messages_json);
+	sl_oai_req_free(h->oai);
+	free(h);
+}
+
+static void unpark(srv_shard *ss)
+{
+	if (ss->parked > 0)
+		ss->parked--;
+	if (ss->parked == 0 && ss->lis_disabled && ss->lis &&
+	    atomic_load(&ss->srv->accepting)) {
+		evconnlistener_enable(ss->lis);
+		ss->lis_disabled = 0;
+	}
+}
+
+static void park(srv_shard *ss)
+{
+	ss->parked++;
+	if (!ss->lis_disabled && ss->lis) {
+		evconnlistener_disable(ss->lis);
+		ss->lis_disabled = 1;
+	}
+}
+
+/* ------------------------------------------------------------ flush */
+
+static const char *status_reason(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 408: return "Request Timeout";
+	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return NULL;
+	}
+}
+
+/* evbuffer_add_reference's cleanup has the signature
+ * (const void *data, size_t len, void *arg); adapt free(). */
+static void free_ref(const void *data, size_t len, void *arg)
+{
+	free((void *)data);
+}
+
+/* Connection's shard: writes what the pipeline produced. */
+static void flush_fn(void *arg)
+{
+	hreq *h = arg;
+	srv_shard *ss = h->ss;
+	pthread_mutex_lock(&h->mx);
+	h->posted = 0;
+	size_t len = 0;
+	char *data = sl_dynbuf_take(&h->pending, &len);
+	sl_dynbuf_init(&h->pending, h->pending.max);
+	int finished = h->finished;
+	int status = h->status;
+	int err_before = h->err_before_stream;
+	pthread_mutex_unlock(&h->mx);
+
+	if (h->gone || !h->req) {
+		free(data);
+		if (finished) {
+			if (h->req && !h->ended)
+				evhttp_send_reply_end(h->req); /* frees the detached request */
+			h->req = NULL;
+			hreq_free(h);
+		}
+		return;
+	}
+	struct evhttp_request *req = h->req;
+	if (!h->started && (!h->stream || (finished && err_before))) {
+		/* Not streaming, or an error before anything was streamed: one
+		 * complete response with the real status. */
+		if (!finished) {
+			free(data);
+			return;
+		}
+		add_common_headers(req, h->request_id);
+		struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+		evhttp_add_header(oh, "Content-Type", "application/json");
+		evhttp_add_header(oh, "X-Sluice-Model", h->route->name);
+		if (h->upstream_status[0])
+			evhttp_add_header(oh, "X-Upstream-Status", h->upstream_status);
+		if (status == 503 || status == 429) {
+			char ra[16];
+			snprintf(ra, sizeof ra, "%u", ss->srv->o.retry_after_s);
+			evhttp_add_header(oh, "Retry-After", ra);
+		}
+		struct evbuffer *out = evbuffer_new();
+		if (len)
+			evbuffer_add(out, data, len);
+		count_status(ss, status);
+		evhttp_send_reply(req, status, status_reason(status), out);
+		evbuffer_free(out);
+		free(data);
+		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+		h->req = NULL;
+		h->ended = 1;
+		hreq_free(h);
+		return;
+	}
+	if (!h->started && len == 0 && !finished) {
+		free(data);
+		return;
+	}
+	if (!h->started) {
+		add_common_headers(req, h->request_id);
+		struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+		evhttp_add_header(oh, "Content-Type", "text/event-stream");
+		evhttp_add_header(oh, "Cache-Control", "no-cache");
+		evhttp_add_header(oh, "X-Sluice-Model", h->route->name);
+		evhttp_send_reply_start(req, 200, "OK");
+		count_status(ss, 200);
+		h->started = 1;
+	}
+	if (len) {
+		struct evbuffer *out = evbuffer_new();
+		/* the reference takes ownership of data (free_ref frees it) */
+		evbuffer_add_reference(out, data, len, free_ref, NULL);
+		evhttp_send_reply_chunk(req, out);
+		evbuffer_free(out);
+	} else {
+		free(data);
+	}
+	if (finished) {
+		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+		evhttp_send_reply_end(req);
+		h->req = NULL;
+		h->ended = 1;
+		hreq_free(h);
+	}
+}
+
+static void schedule_flush_locked(hreq *h, int *need_post)
+{
+	if (!h->posted) {
+		h->posted = 1;
+		*need_post = 1;
+	}
+}
+
+static void post_flush(hreq *h)
+{
+	if (sl_runtime_post(h->ss->srv->rt, h->ss->idx, &h->flush_post) != SL_OK)
+		SL_LOG(SL_LOG_ERROR, "event=flush_post_failed req=%s", h->request_id);
+}
+
+/* ------------------------------------------------------------ pipeline callbacks */
+
+static sl_oai_meta meta_of(const hreq *h)
+{
+	sl_oai_meta m = {.id = h->resp_id, .model = h->route->name, .created = h->created};
+	return m;
+}
+
+/* The first chunk of a chat stream carries delta {"role":"assistant",
+ * "content":""}, as OpenAI sends it.  Under h->mx. */
+static void role_chunk_locked(hreq *h, const sl_oai_meta *m)
+{
+	if (h->role_sent)
+		return;
+	h->role_sent = 1;
+	sl_oai_sse_chat_chunk(&h->pending, m, "assistant", "", 0, NULL, h->include_usage);
+}
+
+/* Session's shard. */
+static void on_token(void *user, const char *text, size_t len)
+{
+	hreq *h = user;
+	if (!h->stream)
+		return; /* the final body carries the text */
+	sl_oai_meta m = meta_of(h);
+	int need = 0;
+	pthread_mutex_lock(&h->mx);
+	if (h->kind == SL_OAI_CHAT) {
+		role_chunk_locked(h, &m);
+		sl_oai_sse_chat_chunk(&h->pending, &m, NULL, text, len, NULL, h->include_usage);
+	} else {
+		h->role_sent = 1; /* the stream has begun */
+		sl_oai_sse_text_chunk(&h->pending, &m, text, len, NULL, h->include_usage);
+	}
+	schedule_flush_locked(h, &need);
+	pthread_mutex_unlock(&h->mx);
+	if (need)
+		post_flush(h);
+}
+
+/* Maps a non-completed outcome to HTTP status, error type and code. */
+static void error_of(const sl_result *r, int *status, const char **type,
+                     const char **code, char *upstream, size_t ulen)
+{
+	*type = "server_error";
+	*code = NULL;
+	upstream[0] = '\0';
+	switch (r->outcome) {
+	case SL_OUTCOME_SHED:
+		*status = 503;
+		*type = "overloaded_error";
+		*code = "overloaded";
+		return;
+	case SL_OUTCOME_EXPIRED:
+		*status = 504;
+		*type = "timeout_error";
+		*code = "deadline_exceeded";
+		return;
+	case SL_OUTCOME_CANCELLED:
+		*status = 503;
+		*code = "cancelled";
+		return;
+	default:
+		break;
+	}
+	if (r->status == SL_ETIMEDOUT) {
+		*status = 504;
+		*type = "timeout_error";
+		*code = "timeout";
+		return;
+	}
+	if (r->status == SL_EUPSTREAM) {
+		int us = 0;
+		if (r->reason && sscanf(r->reason, "upstream %d", &us) == 1 && us >= 400 && us < 600) {
+			snprintf(upstream, ulen, "%d", us);
+			*status = us < 500 ? us : 502;
+			*type = us == 429 ? "rate_limit_error" : us < 500 ? "invalid_request_error"
+			                                                    : "upstream_error";
+			*code = "upstream_error";
+			return;
+		}
+		*status = 502;
+		*type = "upstream_error";
+		*code = "upstream_error";
+		return;
+	}
+	if (r->status == SL_EFILTER) {
+		*status = 400;
+		*type = "invalid_request_error";
+		*code = "content_filter";
+		return;
+	}
+	*status = 500;
+	*code = "internal_error";
+}
+
+static void on_done(void *user, const sl_result *r)
+{
+	hreq *h = user;
+	sl_oai_meta m = meta_of(h);
+	sl_oai_usage u = {.prompt_tokens = r->prompt_tokens,
+	                  .completion_tokens = r->completion_tokens};
+	if (!u.completion_tokens)
+		u.completion_tokens = (uint32_t)r->n_tokens;
+	int need = 0;
+	pthread_mutex_lock(&h->mx);
+	h->pending.max = (size_t)-1 / 2; /* the end must always fit */
+	if (r->outcome == SL_OUTCOME_COMPLETED) {
+		h->status = 200;
+		const char *fr = r->finish_reason ? r->finish_reason : "stop";
+		if (!h->stream) {
+			if (h->kind == SL_OAI_CHAT)
+				sl_oai_json_chat_completion(&h->pending, &m, r->text, r->text_len, fr, &u);
+			else
+				sl_oai_json_text_completion(&h->pending, &m, r->text, r->text_len, fr, &u);
+		} else {
+			if (h->kind == SL_OAI_CHAT) {
+				role_chunk_locked(h, &m);
+				sl_oai_sse_chat_chunk(&h->pending, &m, NULL, NULL, 0, fr, h->include_usage);
+			} else
+				sl_oai_sse_text_chunk(&h->pending, &m, NULL, 0, fr, h->include_usage);
+			if (h->include_usage)
+				sl_oai_sse_usage_chunk(&h->pending, &m, h->kind, &u);
+			sl_oai_sse_done(&h->pending);
+		}
+	} else {
+		const char *type, *code;
+		int status;
+		error_of(r, &status, &type, &code, h->upstream_status, sizeof h->upstream_status);
+		char msg[400];
+		snprintf(msg, sizeof msg, "%s%s%s: %s", sl_outcome_name(r->outcome),
+		         r->stage ? " at stage " : "", r->stage ? r->stage : "",
+		         r->reason ? r->reason : sl_strerror(r->status));
+		h->status = status;
+		if (h->stream && (h->role_sent || h->pending.len)) {
+			/* tokens already went out: an explicit error event, no [DONE] */
+			sl_oai_sse_error(&h->pending, msg, type, NULL, code);
+		} else {
+			h->err_before_stream = 1;
+			sl_dynbuf_reset(&h->pending);
+			sl_oai_json_error(&h->pending, msg, type, NULL, code);
+		}
+	}
+	h->finished = 1;
+	schedule_flush_locked(h, &need);
+	pthread_mutex_unlock(&h->mx);
+	if (need)
+		post_flush(h);
+}
+
+/* ------------------------------------------------------------ submit */
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+	hreq *h = arg;
+	h->gone = 1;
+	h->evcon = NULL;
+	/* evhttp detached the unfinished request from the connection; it stays
+	 * ours until evhttp_send_reply_end() frees it. */
+	if (h->submitted) {
+		sl_pipeline_cancel(h->route->pipeline, h->h);
+	} else {
+		/* parked: the retry will find it gone */
+	}
+}
+
+static void try_submit(hreq *h);
+
+static void retry_fn(void *arg)
+{
+	hreq *h = arg;
+	unpark(h->ss);
+	if (h->gone) {
+		if (h->req)
+			evhttp_send_reply_end(h->req);
+		h->req = NULL;
+		hreq_free(h);
+		return;
+	}
+	try_submit(h);
+}
+
+static void ready_fn(void *arg)
+{
+	hreq *h = arg; /* session's shard: hop back to the connection's shard */
+	sl_runtime_post(h->ss->srv->rt, h->ss->idx, &h->retry_post);
+}
+
+static void try_submit(hreq *h)
+{
+	srv_shard *ss = h->ss;
+	sl_pipeline *p = h->route->pipeline;
+	int rc = sl_pipeline_submit(p, &h->sreq, 0, &h->h);
+	if (rc == SL_OK) {
+		h->submitted = 1;
+		/* the pipeline copied what it needs */
+		free(h->prompt);
+		h->prompt = NULL;
+		free(h->messages_json);
+		h->messages_json = NULL;
+		sl_oai_req_free(h->oai);
+		h->oai = NULL;
+		return;
+	}
+	if (rc == SL_EAGAIN) {
+		/* block: hold this request, stop accepting until there is room */
+		park(ss);
+		if (sl_pipeline_on_ready(p, h->sreq.session, &h->ready_post) == SL_OK)
+			return;
+		unpark(ss);
+		rc = SL_ECLOSED;
+	}
+	struct evhttp_request *req = h->req;
+	evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+	if (rc == SL_ESHED) {
+		send_error(ss, req, h->request_id, 503, "overloaded_error", "overloaded", NULL,
+		           "shed: the pipeline's entry queue is full; retry after %u s",
+		           ss->srv->o.retry_after_s);
+	} else if (rc == SL_ECLOSED) {
+		send_error(ss, req, h->request_id, 503, "server_error", "draining", NULL,
+		           "the server is shutting down");
+	} else if (rc == SL_ETOOBIG) {
+		send_error(ss, req, h->request_id, 400, "invalid_request_error",
+		           "context_length_exceeded", "messages", "the prompt is too long");
+	} else {
+		send_error(ss, req, h->request_id, 500, "server_error", "internal_error", NULL,
+		           "submit failed: %s", sl_strerror(rc));
+	}
+	h->req = NULL;
+	hreq_free(h);
+}
+
+/* ------------------------------------------------------------ routing */
+
+static const sl_model_route *find_route(sl_server *s, const char *model)
+{
+	for (size_t i = 0; i < s->n_routes; i++)
+		if (strcmp(s->routes[i].name, model) == 0)
+			return &s->routes[i];
+	return NULL;
+}
+
+static void make_request_id(srv_shard *ss, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t v = (ss->srv->seed ^ ((uint64_t)ss->idx << 56)) + ++ss->next_req *
+	             0x9E3779B97F4A7C15ull;
+	v ^= v >> 31;
+	v *= 0xBF58476D1CE4E5B9ull;
+	v ^= v >> 29;
+	if (cap < 21)
+		return;
+	memcpy(out, "req-", 4);
+	for (int k = 0; k < 16; k++)
+		out[4 + k] = hex[(v >> (60 - 4 * k)) & 15];
+	out[20] = '\0';
+}
+
+static int parse_priority(const char *v, int *out)
+{
+	if (!v)
+		return 0;
+	if (!strcasecmp(v, "low")) { *out = 0; return 0; }
+	if (!strcasecmp(v, "normal")) { *out = 1; return 0; }
+	if (!strcasecmp(v, "high")) { *out = 2; return 0; }
+	if (!strcasecmp(v, "critical")) { *out = 3; return 0; }
+	char *e;
+	long n = strtol(v, &e, 10);
+	if (*v && !*e && n >= 0 && n < SL_PRIORITY_LEVELS) {
+		*out = (int)n;
+		return 0;
+	}
+	return -1;
+}
+
+static int header_ok(const char *v, size_t max)
+{
+	if (!v)
+		return 1;
+	size_t n = strnlen(v, max + 1);
+	if (n == 0 || n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_kind kind)
+{
+	sl_server *s = ss->srv;
+	struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+	const char *rid_in = evhttp_find_header(ih, "X-Request-Id");
+	char rid[48];
+	if (rid_in && header_ok(rid_in, 40))
+		snprintf(rid, sizeof rid, "%s", rid_in);
+	else
+		make_request_id(ss, rid, sizeof rid);
+
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t blen = evbuffer_get_length(in);
+	if (blen == 0) {
+		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_json", NULL,
+		           "the request body is empty; expected a JSON object");
+		return;
+	}
+	const char *body = (const char *)evbuffer_pullup(in, -1);
+	sl_oai_limits lim = {.max_input = 0};
+	sl_pipeline *p0 = s->routes[0].pipeline;
+	(void)p0;
+	sl_oai_req *oai = NULL;
+	sl_oai_error err;
+	int rc = sl_oai_req_parse(kind, body, blen, &lim, &oai, &err);
+	if (rc != SL_OK) {
+		sl_dynbuf b;
+		sl_dynbuf_init(&b, 8192);
+		sl_oai_json_error_from(&b, &err);
+		struct evbuffer *out = evbuffer_new();
+		evbuffer_add(out, sl_dynbuf_str(&b), b.len);
+		sl_dynbuf_free(&b);
+		add_common_headers(req, rid);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+		                  "application/json");
+		count_status(ss, err.http_status);
+		evhttp_send_reply(req, err.http_status, NULL, out);
+		evbuffer_free(out);
+		return;
+	}
+	const sl_model_route *route = find_route(s, oai->model);
+	if (!route) {
+		send_error(ss, req, rid, 404, "invalid_request_error", "model_not_found", "model",
+		           "The model '%.200s' does not exist; GET /v1/models lists the served models",
+		           oai->model);
+		sl_oai_req_free(oai);
+		return;
+	}
+	int prio = SL_PRIORITY_DEFAULT;
+	if (parse_priority(evhttp_find_header(ih, "X-Priority"), &prio) != 0) {
+		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_value", "X-Priority",
+		           "X-Priority must be 0..%d or low|normal|high|critical",
+		           SL_PRIORITY_LEVELS - 1);
+		sl_oai_req_free(oai);
+		return;
+	}
+	uint64_t timeout_ms = s->o.request_timeout_ms;
+	const char *to = evhttp_find_header(ih, "X-Request-Timeout-Ms");
+	if (to) {
+		char *e;
+		unsigned long long v = strtoull(to, &e, 10);
+		if (!*to || *e || v == 0 || v > 86400000ull) {
+			send_error(ss, req, rid, 400, "invalid_request_error", "invalid_value",
+			           "X-Request-Timeout-Ms", "X-Request-Timeout-Ms must be 1..86400000");
+			sl_oai_req_free(oai);
+			return;
+		}
+		timeout_ms = v;
+	}
+	const char *sess_h = evhttp_find_header(ih, "X-Session-Id");
+	if (sess_h && !header_ok(sess_h, 128)) {
+		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_value",
+		           "X-Session-Id", "X-Session-Id must be 1..128 visible characters");
+		sl_oai_req_free(oai);
+		return;
+	}
+
+	hreq *h = calloc(1, sizeof *h);
+	if (!h) {
+		send_error(ss, req, rid, 500, "server_error", "internal_error", NULL, "out of memory");
+		sl_oai_req_free(oai);
+		return;
+	}
+	pthread_mutex_init(&h->mx, NULL);
+	sl_dynbuf_init(&h->pending, 64u << 20);
+	h->ss = ss;
+	h->req = req;
+	h->evcon = evhttp_request_get_connection(req);
+	h->route = route;
+	h->kind = kind;
+	h->stream = oai->stream;
+	h->include_usage = oai->include_usage;
+	h->oai = oai;
+	h->created = (int64_t)time(NULL);
+	snprintf(h->request_id, sizeof h->request_id, "%s", rid);
+	snprintf(h->resp_id, sizeof h->resp_id, "%s-%s",
+	         kind == SL_OAI_CHAT ? "chatcmpl" : "cmpl", rid);
+	h->flush_post.fn = flush_fn;
+	h->flush_post.arg = h;
+	h->ready_post.fn = ready_fn;
+	h->ready_post.arg = h;
+	h->retry_post.fn = retry_fn;
+	h->retry_post.arg = h;
+
+	/* session: X-Session-Id, else the body's user, else the connection */
+	if (sess_h) {
+		snprintf(h->session, sizeof h->session, "%s", sess_h);
+	} else if (oai->user && *oai->user) {
+		snprintf(h->session, sizeof h->session, "user:%.150s", oai->user);
+	} else {
+		char *addr = NULL;
+		ev_uint16_t port = 0;
+		evhttp_connection_get_peer(h->evcon, &addr, &port);
+		snprintf(h->session, sizeof h->session, "conn:%s:%u", addr ? addr : "?", port);
+	}
+	size_t plen = 0;
+	if (sl_oai_req_prompt(oai, &h->prompt, &plen) != SL_OK || plen == 0) {
+		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_value",
+		           kind == SL_OAI_CHAT ? "messages" : "prompt",
+		           "the prompt is empty: give at least one non-empty message");
+		hreq_free(h);
+		return;
+	}
+	sl_request *sr = &h->sreq;
+	sl_request_init(sr);
+	sr->request_id = h->request_id;
+	sr->session = h->session;
+	sr->input = h->prompt;
+	sr->input_len = plen;
+	sr->priority = prio;
+	sr->deadline_ms = timeout_ms;
+	sr->params.max_tokens = oai->max_tokens;
+	sr->params.temperature = oai->temperature;
+	sr->params.top_p = oai->top_p;
+	sr->params.seed = oai->seed;
+	sr->params.has_seed = oai->has_seed;
+	sr->params.stop = oai->stop;
+	sr->on_token = on_token;
+	sr->on_done = on_done;
+	sr->user = h;
+	size_t nm = 0;
+	const char *tp = evhttp_find_header(ih, "traceparent");
+	if (tp && header_ok(tp, 128)) {
+		h->meta[nm].key = "traceparent";
+		h->meta[nm++].value = tp; /* copied by submit, req alive till then */
+	}
+	if (route->pass_messages && kind == SL_OAI_CHAT) {
+		const json_t *doc = sl_oai_req_json(oai);
+		json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
+		h->messages_json = msgs ? json_dumps(msgs, JSON_COMPACT) : NULL;
+		if (h->messages_json) {
+			h->meta[nm].key = "messages_json";
+			h->meta[nm++].value = h->messages_json;
+		}
+	}
+	sr->meta = nm ? h->meta : NULL;
+	sr->n_meta = nm;
+	evhttp_connection_set_closecb(h->evcon, on_conn_close, h);
+	try_submit(h);
+}
+
+static void handle_models(srv_shard *ss, struct evhttp_request *req)
+{
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, 1u << 20);
+	sl_dynbuf_addstr(&b, "{\"object\":\"list\",\"data\":[");
+	for (size_t i = 0; i < ss->srv->n_routes; i++) {
+		if (i)
+			sl_dynbuf_addstr(&b, ",");
+		sl_dynbuf_addstr(&b, "{\"id\":");
+		sl_oai_json_string(&b, ss->srv->routes[i].name, strlen(ss->srv->routes[i].name));
+		sl_dynbuf_printf(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"sluice\","
+		                 "\"pipeline\":");
+		const char *pn = sl_pipeline_name(ss->srv->routes[i].pipeline);
+		sl_oai_json_string(&b, pn, strlen(pn));
+		sl_dynbuf_addstr(&b, "}");
+	}
+	sl_dynbuf_addstr(&b, "]}");
+	send_text(ss, req, 200, "application/json", sl_dynbuf_str(&b), b.len);
+	sl_dynbuf_free(&b);
+}
+
+static void handle_metrics(srv_shard *ss, struct evhttp_request *req)
+{
+	sl_server *s = ss->srv;
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, 16u << 20);
+	sl_http_stats tot;
+	memset(&tot, 0, sizeof tot);
+	for (unsigned i = 0; i < s->n; i++)
+		sl_http_stats_add(&tot, &s->sh[i]->stats);
+	int rc = sl_metrics_render(&b, s->routes, s->n_routes, &tot);
+	if (rc != SL_OK) {
+		sl_dynbuf_free(&b);
+		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL,
+		           "metrics: %s", sl_strerror(rc));
+		return;
+	}
+	send_text(ss, req, 200, "text/plain; version=0.0.4; charset=utf-8",
+	          sl_dynbuf_str(&b), b.len);
+	sl_dynbuf_free(&b);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	srv_shard *ss = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	if (!uri) {
+		send_error(ss, req, NULL, 400, "invalid_request_error", "bad_request", NULL,
+		           "malformed request");
+		return;
+	}
+	/* path without the query */
+	char path[128];
+	size_t n = strcspn(uri, "?");
+	if (n >= sizeof path)
+		n = sizeof path - 1;
+	memcpy(path, uri, n);
+	path[n] = '\0';
+	sl__ctr_add_u(&ss->stats.requests, 1);
+
+	static const struct {
+		const char *path;
+		int method; /* EVHTTP_REQ_* */
+		int id;
+	} table[] = {
+		{"/v1/chat/completions", EVHTTP_REQ_POST, 1},
+		{"/v1/completions", EVHTTP_REQ_POST, 2},
+		{"/v1/models", EVHTTP_REQ_GET, 3},
+		{"/healthz", EVHTTP_REQ_GET, 4},
+		{"/readyz", EVHTTP_REQ_GET, 5},
+		{"/metrics", EVHTTP_REQ_GET, 6},
+	};
+	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+		if (strcmp(path, table[i].path) != 0)
+			continue;
+		if ((int)cmd != table[i].method &&
+		    !(cmd == EVHTTP_REQ_HEAD && table[i].method == EVHTTP_REQ_GET)) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+			                  table[i].method == EVHTTP_REQ_POST ? "POST" : "GET, HEAD");
+			send_error(ss, req, NULL, 405, "invalid_request_error", "method_not_allowed",
+			           NULL, "%s takes %s", path,
+			           table[i].method == EVHTTP_REQ_POST ? "POST" : "GET");
+			return;
+		}
+		switch (table[i].id) {
+		case 1: handle_completion(ss, req, SL_OAI_CHAT); return;
+		case 2: handle_completion(ss, req, SL_OAI_COMPLETION); return;
+		case 3: handle_models(ss, req); return;
+		case 4: send_text(ss, req, 200, "text/plain", "ok\n", 3); return;
+		case 5:
+			if (atomic_load(&ss->srv->accepting))
+				send_text(ss, req, 200, "text/plain", "ready\n", 6);
+			else
+				send_text(ss, req, 503, "text/plain", "draining\n", 9);
+			return;
+		case 6: handle_metrics(ss, req); return;
+		}
+	}
+	send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
+	           "no route for %s %.100s", cmd == EVHTTP_REQ_POST ? "POST" : "GET", path);
+}
+
+/* ------------------------------------------------------------ setup */
+
+typedef struct start_ctx {
+	srv_shard *ss;
+	int fd;
+	int rc;
+} start_ctx;
+
+static void start_fn(void *arg)
+{
+	start_ctx *c = arg;
+	srv_shard *ss = c->ss;
+	sl_server *s = ss->srv;
+	ss->http = evhttp_new(ss->base);
+	if (!ss->http) {
+		c->rc = SL_ENOMEM;
+		return;
+	}
+	evhttp_set_gencb(ss->http, on_request, ss);
+	evhttp_set_max_body_size(ss->http, (ev_ssize_t)s->o.max_body);
+	evhttp_set_max_headers_size(ss->http, (ev_ssize_t)s->o.max_headers);
+	struct timeval tv = {s->o.read_timeout_ms / 1000, (s->o.read_timeout_ms % 1000) * 1000};
+	evhttp_set_timeout_tv(ss->http, &tv);
+	evhttp_set_allowed_methods(ss->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	ss->lis = evconnlistener_new(ss->base, NULL, NULL,
+	                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024, c->fd);
+	if (!ss->lis) {
+		close(c->fd);
+		c->rc = SL_ESYS;
+		return;
+	}
+	if (!evhttp_bind_listener(ss->http, ss->lis)) {
+		c->rc = SL_ESYS;
+		return;
+	}
+	c->rc = SL_OK;
+}
+
+static void stop_fn(void *arg)
+{
+	srv_shard *ss = arg;
+	if (ss->http)
+		evhttp_free(ss->http); /* frees the bound listener too */
+	ss->http = NULL;
+	ss->lis = NULL;
+}
+
+static void disable_fn(void *arg)
+{
+	srv_shard *ss = arg;
+	if (ss->lis && !ss->lis_disabled) {
+		evconnlistener_disable(ss->lis);
+		ss->lis_disabled = 1;
+	}
+}
+
+static int bind_socket(const char *host, uint16_t port, uint16_t *bound)
+{
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -2;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	socklen_t sl = sizeof sa;
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	*bound = ntohs(sa.sin_port);
+	return fd;
+}
+
+int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out)
+{
+	if (!rt || !opts || !out || !opts->routes || opts->n_routes == 0)
+		return SL_EINVAL;
+	for (size_t i = 0; i < opts->n_routes; i++)
+		if (!opts->routes[i].name || !*opts->routes[i].name || !opts->routes[i].pipeline)
+			return SL_EINVAL;
+	sl_server *s = calloc(1, sizeof *s);
+	if (!s)
+		return SL_ENOMEM;
+	s->rt = rt;
+	s->o = *opts;
+	if (!s->o.max_body)
+		s->o.max_body = SL_SERVER_DEFAULT_MAX_BODY;
+	if (!s->o.max_headers)
+		s->o.max_headers = SL_SERVER_DEFAULT_MAX_HEADERS;
+	if (!s->o.read_timeout_ms)
+		s->o.read_timeout_ms = SL_SERVER_DEFAULT_READ_TIMEOUT_MS;
+	if (!s->o.retry_after_s)
+		s->o.retry_after_s = SL_SERVER_DEFAULT_RETRY_AFTER_S;
+	s->host = strdup(opts->host ? opts->host : "127.0.0.1");
+	s->o.host = s->host;
+	s->routes = calloc(opts->n_routes, sizeof *s->routes);
+	s->n_routes = opts->n_routes;
+	s->n = sl_runtime_shards(rt);
+	s->sh = calloc(s->n, sizeof *s->sh);
+	if (!s->host || !s->routes || !s->sh) {
+		sl_server_destroy(s);
+		return SL_ENOMEM;
+	}
+	for (size_t i = 0; i < opts->n_routes; i++) {
+		s->routes[i] = opts->routes[i];
+		s->routes[i].name = strdup(opts->routes[i].name);
+	}
+	s->o.routes = s->routes;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	s->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+	atomic_init(&s->accepting, 1);
+	uint16_t port = opts->port;
+	for (unsigned i = 0; i < s->n; i++) {
+		srv_shard *ss = calloc(1, sizeof *ss);
+		if (!ss) {
+			sl_server_destroy(s);
+			return SL_ENOMEM;
+		}
+		s->sh[i] = ss;
+		ss->srv = s;
+		ss->idx = i;
+		ss->base = sl_runtime_base(rt, i);
+		uint16_t bound = 0;
+		int fd = bind_socket(s->host, port, &bound);
+		if (fd < 0) {
+			SL_LOG(SL_LOG_ERROR, "event=bind_failed host=%s port=%u error=\"%s\"", s->host,
+			       port, fd == -2 ? "not an IPv4 address" : strerror(errno));
+			sl_server_destroy(s);
+			return fd == -2 ? SL_EINVAL : SL_ESYS;
+		}
+		port = bound; /* port 0: the others join the port the first got */
+		start_ctx c = {.ss = ss, .fd = fd, .rc = SL_ESYS};
+		sl__shard_call(rt, i, start_fn, &c);
+		if (c.rc != SL_OK) {
+			sl_server_destroy(s);
+			return c.rc;
+		}
+	}
+	s->port = port;
+	*out = s;
+	return SL_OK;
+}
+
+uint16_t sl_server_port(const sl_server *s)
+{
+	return s ? s->port : 0;
+}
+
+void sl_server_stop_accepting(sl_server *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->accepting, 0);
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->sh[i])
+			sl__shard_call(s->rt, i, disable_fn, s->sh[i]);
+}
+
+void sl_server_destroy(sl_server *s)
+{
+	if (!s)
+		return;
+	for (unsigned i = 0; s->sh && i < s->n; i++) {
+		if (!s->sh[i])
+			continue;
+		sl__shard_call(s->rt, i, stop_fn, s->sh[i]);
+		free(s->sh[i]);
+	}
+	for (size_t i = 0; s->routes && i < s->n_routes; i++)
+		free((char *)s->routes[i].name);
+	free(s->routes);
+	free(s->sh);
+	free(s->host);
+	free(s);
+}
+
+void sl_server_stats(const sl_server *s, sl_http_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	for (unsigned i = 0; i < s->n; i++)
+		sl_http_stats_add(out, &s->sh[i]->stats);
+}
