@@ -258,7 +258,7 @@ eq "fds back to baseline after clients left" "$(fds)" "$BASE"
 eq "still serving after disconnects" "$(curl -s "$U/healthz")" ok
 
 # the port is taken: a second server must not silently share it
-"$BIN" mock-upstream --port "$MAIN_PORT" 2>"$TMP/dup.log"
+timeout 10 "$BIN" mock-upstream --port "$MAIN_PORT" 2>"$TMP/dup.log"
 eq "port in use: exit 1" "$?" 1
 has "port in use: message" "$(cat "$TMP/dup.log")" "cannot listen"
 
@@ -281,7 +281,7 @@ stop "$PID"
 
 badflag() { # NAME EXPECTED_TEXT ARGS...
 	local n=$1 want=$2; shift 2
-	"$BIN" mock-upstream "$@" >/dev/null 2>"$TMP/flag.log"
+	timeout 10 "$BIN" mock-upstream "$@" >/dev/null 2>"$TMP/flag.log"
 	local rc=$?
 	eq "$n: exit 2" "$rc" 2
 	has "$n: message" "$(cat "$TMP/flag.log")" "$want"
