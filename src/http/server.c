@@ -1,5 +1,5 @@
-/* server.c - the OpenAI-compatible gateway; see server.h and
- * docs/internals/http.md.
+/* server.c - the OpenAI-compatible gateway on the h1 HTTP/1.1 layer; see
+ * server.h and docs/internals/http.md.
  *
  * A request's life:
  *   1. on_request (connection's shard): route, parse the body, find the
@@ -19,13 +19,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/http_struct.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -39,6 +33,7 @@
 #include <unistd.h>
 #include "core/dynbuf.h"
 #include "core/log.h"
+#include "http/h1.h"
 #include "http/metrics.h"
 #include "http/openai_json.h"
 #include "http/openai_req.h"
@@ -64,8 +59,7 @@ struct srv_shard {
 	sl_server *srv;
 	unsigned idx;
 	struct event_base *base;
-	struct evhttp *http;
-	struct evconnlistener *lis;
+	sl_h1_server *h1;
 	unsigned parked; /* requests waiting for room (block policy) */
 	int lis_disabled;
 	uint64_t next_req;
@@ -74,14 +68,12 @@ struct srv_shard {
 
 typedef struct hreq {
 	srv_shard *ss;                  /* connection's shard: owner */
-	struct evhttp_request *req;     /* NULL once answered */
-	struct evhttp_connection *evcon;
+	sl_h1_req *req;                 /* NULL once answered or the client left */
 	const sl_model_route *route;
 	sl_request_handle h;
 	int submitted;
 	int gone;                       /* client went away */
 	int started;                    /* chunked reply started */
-	int ended;                      /* reply ended or req freed */
 	int stream, include_usage;
 	sl_oai_kind kind;
 	char request_id[48];
@@ -110,12 +102,19 @@ typedef struct hreq {
 
 /* ------------------------------------------------------------ helpers */
 
-static void add_common_headers(struct evhttp_request *req, const char *rid)
+/* Response headers are built in a small array. */
+typedef struct hdrs {
+	struct sl_h1_header h[8];
+	size_t n;
+} hdrs;
+
+static void hadd(hdrs *hs, const char *name, const char *value)
 {
-	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-	if (rid && *rid)
-		evhttp_add_header(oh, "X-Request-Id", rid);
-	evhttp_add_header(oh, "Server", "sluice/" SLUICE_VERSION);
+	if (hs->n < sizeof hs->h / sizeof hs->h[0] && value) {
+		hs->h[hs->n].name = name;
+		hs->h[hs->n].value = value;
+		hs->n++;
+	}
 }
 
 static void count_status(srv_shard *ss, int code)
@@ -129,14 +128,13 @@ static void count_status(srv_shard *ss, int code)
 		sl__ctr_add_u(&st->shed_503, 1);
 }
 
-/* Sends a complete response with an OpenAI-style error body. */
-static void send_error(srv_shard *ss, struct evhttp_request *req, const char *rid,
-                       int code, const char *type, const char *ecode,
-                       const char *param, const char *fmt, ...)
-	__attribute__((format(printf, 8, 9)));
-static void send_error(srv_shard *ss, struct evhttp_request *req, const char *rid,
-                       int code, const char *type, const char *ecode,
-                       const char *param, const char *fmt, ...)
+/* Sends a complete response with an OpenAI-style error body; ends r. */
+static void send_error(srv_shard *ss, sl_h1_req *req, const char *rid, int code,
+                       const char *type, const char *ecode, const char *param,
+                       const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+static void send_error(srv_shard *ss, sl_h1_req *req, const char *rid, int code,
+                       const char *type, const char *ecode, const char *param,
+                       const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -146,32 +144,49 @@ static void send_error(srv_shard *ss, struct evhttp_request *req, const char *ri
 	sl_dynbuf b;
 	sl_dynbuf_init(&b, 8192);
 	sl_oai_json_error(&b, msg, type, param, ecode);
-	struct evbuffer *out = evbuffer_new();
-	evbuffer_add(out, sl_dynbuf_str(&b), b.len);
-	sl_dynbuf_free(&b);
-	add_common_headers(req, rid);
-	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-	evhttp_add_header(oh, "Content-Type", "application/json");
+	hdrs hs = {.n = 0};
+	hadd(&hs, "Content-Type", "application/json");
+	hadd(&hs, "X-Request-Id", rid);
+	char ra[16];
 	if (code == 503 || code == 429) {
-		char ra[16];
 		snprintf(ra, sizeof ra, "%u", ss->srv->o.retry_after_s);
-		evhttp_add_header(oh, "Retry-After", ra);
+		hadd(&hs, "Retry-After", ra);
 	}
+	if (code == 405)
+		hadd(&hs, "Allow", strcmp(msg + strlen(msg) - 4, "POST") == 0 ? "POST" : "GET, HEAD");
 	count_status(ss, code);
-	evhttp_send_reply(req, code, NULL, out);
-	evbuffer_free(out);
+	sl_h1_reply(req, code, hs.h, hs.n, sl_dynbuf_str(&b), b.len);
+	sl_dynbuf_free(&b);
 }
 
-static void send_text(srv_shard *ss, struct evhttp_request *req, int code,
-                      const char *ctype, const char *body, size_t len)
+static void send_text(srv_shard *ss, sl_h1_req *req, int code, const char *ctype,
+                      const char *body, size_t len)
 {
-	struct evbuffer *out = evbuffer_new();
-	evbuffer_add(out, body, len);
-	add_common_headers(req, NULL);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	hdrs hs = {.n = 0};
+	hadd(&hs, "Content-Type", ctype);
 	count_status(ss, code);
-	evhttp_send_reply(req, code, NULL, out);
-	evbuffer_free(out);
+	sl_h1_reply(req, code, hs.h, hs.n, body, len);
+}
+
+/* h1 refused a request itself (431, 413, 408, 400 ...): an OpenAI-style
+ * error body. */
+static size_t h1_error_body(void *arg, int status, const char *code, const char *message,
+                            char *buf, size_t cap, const char **content_type)
+{
+	srv_shard *ss = arg;
+	count_status(ss, status);
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, cap ? cap - 1 : 0);
+	const char *type = status == 408 ? "timeout_error" : "invalid_request_error";
+	if (sl_oai_json_error(&b, message, type, NULL, code) != SL_OK) {
+		sl_dynbuf_free(&b);
+		return 0;
+	}
+	size_t n = b.len < cap ? b.len : cap;
+	memcpy(buf, sl_dynbuf_str(&b), n);
+	sl_dynbuf_free(&b);
+	*content_type = "application/json";
+	return n;
 }
 
 static void hreq_free(hreq *h)
@@ -188,9 +203,9 @@ static void unpark(srv_shard *ss)
 {
 	if (ss->parked > 0)
 		ss->parked--;
-	if (ss->parked == 0 && ss->lis_disabled && ss->lis &&
+	if (ss->parked == 0 && ss->lis_disabled && ss->h1 &&
 	    atomic_load(&ss->srv->accepting)) {
-		evconnlistener_enable(ss->lis);
+		sl_h1_server_resume_accept(ss->h1);
 		ss->lis_disabled = 0;
 	}
 }
@@ -198,39 +213,18 @@ static void unpark(srv_shard *ss)
 static void park(srv_shard *ss)
 {
 	ss->parked++;
-	if (!ss->lis_disabled && ss->lis) {
-		evconnlistener_disable(ss->lis);
+	if (!ss->lis_disabled && ss->h1) {
+		sl_h1_server_pause_accept(ss->h1);
 		ss->lis_disabled = 1;
 	}
 }
 
 /* ------------------------------------------------------------ flush */
 
-static const char *status_reason(int code)
-{
-	switch (code) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 408: return "Request Timeout";
-	case 413: return "Payload Too Large";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 499: return "Client Closed Request";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return NULL;
-	}
-}
-
-/* evbuffer_add_reference's cleanup has the signature
- * (const void *data, size_t len, void *arg); adapt free(). */
-static void free_ref(const void *data, size_t len, void *arg)
-{
-	free((void *)data);
-}
+/* Output a client has not read yet, above which its stream is abandoned
+ * (the request is cancelled): a client that stops reading cannot make the
+ * server buffer without bound. */
+#define SL_SERVER_MAX_PENDING_OUTPUT (8u << 20)
 
 /* Connection's shard: writes what the pipeline produced. */
 static void flush_fn(void *arg)
@@ -249,15 +243,11 @@ static void flush_fn(void *arg)
 
 	if (h->gone || !h->req) {
 		free(data);
-		if (finished) {
-			if (h->req && !h->ended)
-				evhttp_send_reply_end(h->req); /* frees the detached request */
-			h->req = NULL;
+		if (finished)
 			hreq_free(h);
-		}
 		return;
 	}
-	struct evhttp_request *req = h->req;
+	sl_h1_req *req = h->req;
 	if (!h->started && (!h->stream || (finished && err_before))) {
 		/* Not streaming, or an error before anything was streamed: one
 		 * complete response with the real status. */
@@ -265,27 +255,21 @@ static void flush_fn(void *arg)
 			free(data);
 			return;
 		}
-		add_common_headers(req, h->request_id);
-		struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-		evhttp_add_header(oh, "Content-Type", "application/json");
-		evhttp_add_header(oh, "X-Sluice-Model", h->route->name);
+		hdrs hs = {.n = 0};
+		hadd(&hs, "Content-Type", "application/json");
+		hadd(&hs, "X-Request-Id", h->request_id);
+		hadd(&hs, "X-Sluice-Model", h->route->name);
 		if (h->upstream_status[0])
-			evhttp_add_header(oh, "X-Upstream-Status", h->upstream_status);
+			hadd(&hs, "X-Upstream-Status", h->upstream_status);
+		char ra[16];
 		if (status == 503 || status == 429) {
-			char ra[16];
 			snprintf(ra, sizeof ra, "%u", ss->srv->o.retry_after_s);
-			evhttp_add_header(oh, "Retry-After", ra);
+			hadd(&hs, "Retry-After", ra);
 		}
-		struct evbuffer *out = evbuffer_new();
-		if (len)
-			evbuffer_add(out, data, len);
 		count_status(ss, status);
-		evhttp_send_reply(req, status, status_reason(status), out);
-		evbuffer_free(out);
+		sl_h1_reply(req, status, hs.h, hs.n, data ? data : "", len);
 		free(data);
-		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
 		h->req = NULL;
-		h->ended = 1;
 		hreq_free(h);
 		return;
 	}
@@ -294,29 +278,32 @@ static void flush_fn(void *arg)
 		return;
 	}
 	if (!h->started) {
-		add_common_headers(req, h->request_id);
-		struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-		evhttp_add_header(oh, "Content-Type", "text/event-stream");
-		evhttp_add_header(oh, "Cache-Control", "no-cache");
-		evhttp_add_header(oh, "X-Sluice-Model", h->route->name);
-		evhttp_send_reply_start(req, 200, "OK");
+		hdrs hs = {.n = 0};
+		hadd(&hs, "Content-Type", "text/event-stream");
+		hadd(&hs, "Cache-Control", "no-cache");
+		hadd(&hs, "X-Request-Id", h->request_id);
+		hadd(&hs, "X-Sluice-Model", h->route->name);
+		if (sl_h1_reply_start(req, 200, hs.h, hs.n) != SL_OK) {
+			free(data);
+			return; /* client gone: the close callback follows */
+		}
 		count_status(ss, 200);
 		h->started = 1;
 	}
-	if (len) {
-		struct evbuffer *out = evbuffer_new();
-		/* the reference takes ownership of data (free_ref frees it) */
-		evbuffer_add_reference(out, data, len, free_ref, NULL);
-		evhttp_send_reply_chunk(req, out);
-		evbuffer_free(out);
-	} else {
-		free(data);
+	int rc = SL_OK;
+	if (len)
+		rc = sl_h1_reply_chunk(req, data, len);
+	free(data);
+	if (rc == SL_EAGAIN && !finished &&
+	    sl_h1_pending_output(req) > SL_SERVER_MAX_PENDING_OUTPUT) {
+		/* the client stopped reading: give up on it */
+		SL_LOG(SL_LOG_WARN, "event=slow_client req=%s pending=%zu", h->request_id,
+		       sl_h1_pending_output(req));
+		sl_pipeline_cancel(h->route->pipeline, h->h);
 	}
 	if (finished) {
-		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
-		evhttp_send_reply_end(req);
+		sl_h1_reply_end(req);
 		h->req = NULL;
-		h->ended = 1;
 		hreq_free(h);
 	}
 }
@@ -487,18 +474,16 @@ static void on_done(void *user, const sl_result *r)
 
 /* ------------------------------------------------------------ submit */
 
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+/* h1: the client went away before the reply ended; r is freed after this
+ * returns. */
+static void on_client_gone(sl_h1_req *r, void *arg)
 {
 	hreq *h = arg;
 	h->gone = 1;
-	h->evcon = NULL;
-	/* evhttp detached the unfinished request from the connection; it stays
-	 * ours until evhttp_send_reply_end() frees it. */
-	if (h->submitted) {
-		sl_pipeline_cancel(h->route->pipeline, h->h);
-	} else {
-		/* parked: the retry will find it gone */
-	}
+	h->req = NULL;
+	if (h->submitted)
+		sl_pipeline_cancel(h->route->pipeline, h->h); /* outcome comes back */
+	/* parked: the retry finds it gone and frees it */
 }
 
 static void try_submit(hreq *h);
@@ -508,9 +493,6 @@ static void retry_fn(void *arg)
 	hreq *h = arg;
 	unpark(h->ss);
 	if (h->gone) {
-		if (h->req)
-			evhttp_send_reply_end(h->req);
-		h->req = NULL;
 		hreq_free(h);
 		return;
 	}
@@ -547,8 +529,8 @@ static void try_submit(hreq *h)
 		unpark(ss);
 		rc = SL_ECLOSED;
 	}
-	struct evhttp_request *req = h->req;
-	evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+	sl_h1_req *req = h->req;
+	sl_h1_set_close_cb(req, NULL, NULL);
 	if (rc == SL_ESHED) {
 		send_error(ss, req, h->request_id, 503, "overloaded_error", "overloaded", NULL,
 		           "shed: the pipeline's entry queue is full; retry after %u s",
@@ -623,25 +605,23 @@ static int header_ok(const char *v, size_t max)
 	return 1;
 }
 
-static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_kind kind)
+static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 {
 	sl_server *s = ss->srv;
-	struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
-	const char *rid_in = evhttp_find_header(ih, "X-Request-Id");
+	const char *rid_in = sl_h1_header(req, "X-Request-Id");
 	char rid[48];
 	if (rid_in && header_ok(rid_in, 40))
 		snprintf(rid, sizeof rid, "%s", rid_in);
 	else
 		make_request_id(ss, rid, sizeof rid);
 
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t blen = evbuffer_get_length(in);
+	size_t blen = 0;
+	const char *body = sl_h1_body(req, &blen);
 	if (blen == 0) {
 		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_json", NULL,
 		           "the request body is empty; expected a JSON object");
 		return;
 	}
-	const char *body = (const char *)evbuffer_pullup(in, -1);
 	sl_oai_limits lim = {.max_input = 0};
 	sl_pipeline *p0 = s->routes[0].pipeline;
 	(void)p0;
@@ -652,15 +632,12 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 		sl_dynbuf b;
 		sl_dynbuf_init(&b, 8192);
 		sl_oai_json_error_from(&b, &err);
-		struct evbuffer *out = evbuffer_new();
-		evbuffer_add(out, sl_dynbuf_str(&b), b.len);
-		sl_dynbuf_free(&b);
-		add_common_headers(req, rid);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-		                  "application/json");
+		hdrs hs = {.n = 0};
+		hadd(&hs, "Content-Type", "application/json");
+		hadd(&hs, "X-Request-Id", rid);
 		count_status(ss, err.http_status);
-		evhttp_send_reply(req, err.http_status, NULL, out);
-		evbuffer_free(out);
+		sl_h1_reply(req, err.http_status, hs.h, hs.n, sl_dynbuf_str(&b), b.len);
+		sl_dynbuf_free(&b);
 		return;
 	}
 	const sl_model_route *route = find_route(s, oai->model);
@@ -672,7 +649,7 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 		return;
 	}
 	int prio = SL_PRIORITY_DEFAULT;
-	if (parse_priority(evhttp_find_header(ih, "X-Priority"), &prio) != 0) {
+	if (parse_priority(sl_h1_header(req, "X-Priority"), &prio) != 0) {
 		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_value", "X-Priority",
 		           "X-Priority must be 0..%d or low|normal|high|critical",
 		           SL_PRIORITY_LEVELS - 1);
@@ -680,7 +657,7 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 		return;
 	}
 	uint64_t timeout_ms = s->o.request_timeout_ms;
-	const char *to = evhttp_find_header(ih, "X-Request-Timeout-Ms");
+	const char *to = sl_h1_header(req, "X-Request-Timeout-Ms");
 	if (to) {
 		char *e;
 		unsigned long long v = strtoull(to, &e, 10);
@@ -692,7 +669,7 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 		}
 		timeout_ms = v;
 	}
-	const char *sess_h = evhttp_find_header(ih, "X-Session-Id");
+	const char *sess_h = sl_h1_header(req, "X-Session-Id");
 	if (sess_h && !header_ok(sess_h, 128)) {
 		send_error(ss, req, rid, 400, "invalid_request_error", "invalid_value",
 		           "X-Session-Id", "X-Session-Id must be 1..128 visible characters");
@@ -710,7 +687,6 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 	sl_dynbuf_init(&h->pending, 64u << 20);
 	h->ss = ss;
 	h->req = req;
-	h->evcon = evhttp_request_get_connection(req);
 	h->route = route;
 	h->kind = kind;
 	h->stream = oai->stream;
@@ -733,10 +709,7 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 	} else if (oai->user && *oai->user) {
 		snprintf(h->session, sizeof h->session, "user:%.150s", oai->user);
 	} else {
-		char *addr = NULL;
-		ev_uint16_t port = 0;
-		evhttp_connection_get_peer(h->evcon, &addr, &port);
-		snprintf(h->session, sizeof h->session, "conn:%s:%u", addr ? addr : "?", port);
+		snprintf(h->session, sizeof h->session, "conn:%s", sl_h1_peer(req));
 	}
 	size_t plen = 0;
 	if (sl_oai_req_prompt(oai, &h->prompt, &plen) != SL_OK || plen == 0) {
@@ -764,7 +737,7 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 	sr->on_done = on_done;
 	sr->user = h;
 	size_t nm = 0;
-	const char *tp = evhttp_find_header(ih, "traceparent");
+	const char *tp = sl_h1_header(req, "traceparent");
 	if (tp && header_ok(tp, 128)) {
 		h->meta[nm].key = "traceparent";
 		h->meta[nm++].value = tp; /* copied by submit, req alive till then */
@@ -780,11 +753,11 @@ static void handle_completion(srv_shard *ss, struct evhttp_request *req, sl_oai_
 	}
 	sr->meta = nm ? h->meta : NULL;
 	sr->n_meta = nm;
-	evhttp_connection_set_closecb(h->evcon, on_conn_close, h);
+	sl_h1_set_close_cb(req, on_client_gone, h);
 	try_submit(h);
 }
 
-static void handle_models(srv_shard *ss, struct evhttp_request *req)
+static void handle_models(srv_shard *ss, sl_h1_req *req)
 {
 	sl_dynbuf b;
 	sl_dynbuf_init(&b, 1u << 20);
@@ -805,7 +778,7 @@ static void handle_models(srv_shard *ss, struct evhttp_request *req)
 	sl_dynbuf_free(&b);
 }
 
-static void handle_metrics(srv_shard *ss, struct evhttp_request *req)
+static void handle_metrics(srv_shard *ss, sl_h1_req *req)
 {
 	sl_server *s = ss->srv;
 	sl_dynbuf b;
@@ -826,47 +799,33 @@ static void handle_metrics(srv_shard *ss, struct evhttp_request *req)
 	sl_dynbuf_free(&b);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(sl_h1_req *req, void *arg)
 {
 	srv_shard *ss = arg;
-	const char *uri = evhttp_request_get_uri(req);
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	if (!uri) {
-		send_error(ss, req, NULL, 400, "invalid_request_error", "bad_request", NULL,
-		           "malformed request");
-		return;
-	}
-	/* path without the query */
-	char path[128];
-	size_t n = strcspn(uri, "?");
-	if (n >= sizeof path)
-		n = sizeof path - 1;
-	memcpy(path, uri, n);
-	path[n] = '\0';
+	const char *path = sl_h1_path(req);
+	const char *method = sl_h1_method(req);
+	int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	int is_post = strcmp(method, "POST") == 0;
 	sl__ctr_add_u(&ss->stats.requests, 1);
 
 	static const struct {
 		const char *path;
-		int method; /* EVHTTP_REQ_* */
+		int post; /* 1 = POST, 0 = GET/HEAD */
 		int id;
 	} table[] = {
-		{"/v1/chat/completions", EVHTTP_REQ_POST, 1},
-		{"/v1/completions", EVHTTP_REQ_POST, 2},
-		{"/v1/models", EVHTTP_REQ_GET, 3},
-		{"/healthz", EVHTTP_REQ_GET, 4},
-		{"/readyz", EVHTTP_REQ_GET, 5},
-		{"/metrics", EVHTTP_REQ_GET, 6},
+		{"/v1/chat/completions", 1, 1},
+		{"/v1/completions", 1, 2},
+		{"/v1/models", 0, 3},
+		{"/healthz", 0, 4},
+		{"/readyz", 0, 5},
+		{"/metrics", 0, 6},
 	};
 	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
 		if (strcmp(path, table[i].path) != 0)
 			continue;
-		if ((int)cmd != table[i].method &&
-		    !(cmd == EVHTTP_REQ_HEAD && table[i].method == EVHTTP_REQ_GET)) {
-			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-			                  table[i].method == EVHTTP_REQ_POST ? "POST" : "GET, HEAD");
+		if (table[i].post ? !is_post : !is_get) {
 			send_error(ss, req, NULL, 405, "invalid_request_error", "method_not_allowed",
-			           NULL, "%s takes %s", path,
-			           table[i].method == EVHTTP_REQ_POST ? "POST" : "GET");
+			           NULL, "%s takes %s", path, table[i].post ? "POST" : "GET");
 			return;
 		}
 		switch (table[i].id) {
@@ -884,7 +843,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		}
 	}
 	send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
-	           "no route for %s %.100s", cmd == EVHTTP_REQ_POST ? "POST" : "GET", path);
+	           "no route for %.16s %.100s", method, path);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -900,47 +859,24 @@ static void start_fn(void *arg)
 	start_ctx *c = arg;
 	srv_shard *ss = c->ss;
 	sl_server *s = ss->srv;
-	ss->http = evhttp_new(ss->base);
-	if (!ss->http) {
-		c->rc = SL_ENOMEM;
-		return;
-	}
-	evhttp_set_gencb(ss->http, on_request, ss);
-	evhttp_set_max_body_size(ss->http, (ev_ssize_t)s->o.max_body);
-	evhttp_set_max_headers_size(ss->http, (ev_ssize_t)s->o.max_headers);
-	struct timeval tv = {s->o.read_timeout_ms / 1000, (s->o.read_timeout_ms % 1000) * 1000};
-	evhttp_set_timeout_tv(ss->http, &tv);
-	evhttp_set_allowed_methods(ss->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	ss->lis = evconnlistener_new(ss->base, NULL, NULL,
-	                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024, c->fd);
-	if (!ss->lis) {
-		close(c->fd);
-		c->rc = SL_ESYS;
-		return;
-	}
-	if (!evhttp_bind_listener(ss->http, ss->lis)) {
-		c->rc = SL_ESYS;
-		return;
-	}
-	c->rc = SL_OK;
+	sl_h1_limits lim = {.max_headers = s->o.max_headers,
+	                    .max_body = s->o.max_body,
+	                    .read_timeout_ms = s->o.read_timeout_ms};
+	c->rc = sl_h1_server_create(ss->base, c->fd, &lim, on_request, h1_error_body, ss, &ss->h1);
 }
 
 static void stop_fn(void *arg)
 {
 	srv_shard *ss = arg;
-	if (ss->http)
-		evhttp_free(ss->http); /* frees the bound listener too */
-	ss->http = NULL;
-	ss->lis = NULL;
+	sl_h1_server_destroy(ss->h1); /* open requests get their close callback */
+	ss->h1 = NULL;
 }
 
 static void disable_fn(void *arg)
 {
 	srv_shard *ss = arg;
-	if (ss->lis && !ss->lis_disabled) {
-		evconnlistener_disable(ss->lis);
+	if (ss->h1 && !ss->lis_disabled) {
+		sl_h1_server_pause_accept(ss->h1);
 		ss->lis_disabled = 1;
 	}
 }

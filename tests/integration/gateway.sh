@@ -204,6 +204,18 @@ check "some shed (503)" test "$n503" -ge 1
 check "some served (200)" test "$n200" -ge 1
 check "all answered" test $((n503 + n200)) = 8
 
+# --- block at the door: nothing refused, requests wait for room -------------
+start block serve --shards 1 --no-pin --queue 1 --concurrency 1 --echo-delay-ms 100; B=$PORT
+for i in $(seq 1 6); do
+	curl -s -o /dev/null -w '%{http_code}\n' -X POST "http://127.0.0.1:$B$CHAT" \
+		-H 'X-Session-Id: same' --max-time 20 \
+		--data-binary '{"model":"echo","messages":[{"role":"user","content":"wait for room"}]}' >"$T/blockc$i" &
+done
+wait_jobs
+nok=0
+for i in $(seq 1 6); do [ "$(cat "$T/blockc$i")" = 200 ] && nok=$((nok + 1)); done
+check "block: all 6 served, none refused" test "$nok" = 6
+
 # --- the chain: sluice -> mock-upstream ----------------------------------
 start mock mock-upstream --threads 1 --tokens 6 --inter-token-ms 20; M=$PORT
 start chain serve --shards 2 --no-pin --upstream "http://127.0.0.1:$M/v1" --model m1; C=$PORT
