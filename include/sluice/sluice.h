@@ -339,7 +339,9 @@ typedef struct sl_stage_ops {
 	             void **shard_state);
 	int (*run)(void *shard_state, sl_job *job);
 	void (*cancel)(void *shard_state, sl_job *job);
-	/* Token filter: called with each token; emit with sl_job_emit(). */
+	/* Token filter: called with each token while the request is in the
+	 * inference stage, for the stages after it (in order); pass tokens on
+	 * with sl_job_emit(). */
 	void (*on_token)(void *shard_state, sl_job *job, const char *text,
 	                 size_t len);
 	void (*stop)(void *shard_state);
@@ -378,7 +380,18 @@ void sl_job_emit(sl_job *job, const char *text, size_t len);
 /* Completes a job that run() left pending (exactly once, shard thread). */
 void sl_job_done(sl_job *job, int status, const char *detail);
 
-/* Stage declaration inside a pipeline. */
+/* Stage declaration inside a pipeline.
+ *
+ * A pipeline is a DAG of stages given in topological order (every stage
+ * after its predecessors).  `after` names the predecessors: NULL means "the
+ * previous stage in the array" (so a plain array is a linear pipeline; the
+ * first stage is a root), a non-NULL array with n_after == 0 makes a root.
+ * A stage with several successors fans out (the request enters all of them
+ * at once; it waits until every one of them has room under "block"); a
+ * stage with several predecessors joins (the request enters it when all of
+ * them are done).  Exactly one stage, the last, has no successors: the
+ * request completes when it leaves that stage.  A failure in any branch
+ * ends the request and cancels the other branches. */
 typedef struct sl_stage_def {
 	const char *name;          /* unique in the pipeline, e.g. "rag" */
 	const sl_stage_ops *ops;   /* stage kind */
@@ -387,6 +400,8 @@ typedef struct sl_stage_def {
 	uint32_t concurrency;      /* items in work at once per shard, >= 1 */
 	sl_overflow overflow;      /* when this stage's queue is full */
 	uint32_t timeout_ms;       /* per-item time in this stage, 0 = none */
+	const char *const *after;  /* predecessors by name (see above) */
+	unsigned n_after;
 } sl_stage_def;
 
 /* Default capacities: the seed's channel sizes. */
@@ -496,7 +511,8 @@ typedef struct sl_stage_stats {
 typedef struct sl_snapshot {
 	uint64_t submitted;
 	uint64_t outcomes[SL_OUTCOME__COUNT];
-	uint64_t in_flight; /* sum of the stages' queued + running */
+	uint64_t in_flight; /* admitted, no outcome yet (a request in two
+	                     * fan-out branches counts once) */
 	uint64_t tokens_out;
 	unsigned n_stages;
 	sl_stage_stats stages[SL_MAX_STAGES];

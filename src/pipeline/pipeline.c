@@ -1,15 +1,17 @@
 /* pipeline.c - stages, queues, backpressure, outcomes, drain.
  *
- * Each shard runs a copy of the pipeline (an sl__ps).  A request (job)
- * moves: inbox (MPSC, any thread pushes) -> stage 0 queue -> work ->
- * stage 1 queue -> ... -> last stage -> outcome.  The pump (pump()) moves
- * jobs in batches, downstream stages first so room is made before it is
- * needed.  A stage that finishes a job while the next queue is full under
- * "block" keeps the job (and its slot) on a done list: the stage stops
+ * Each shard runs a copy of the pipeline (an sl__ps).  A request (sl__req)
+ * has one slot (sl_job) per stage.  It moves: inbox (MPSC, any thread
+ * pushes) -> the root stages' queues -> work -> its successors' queues ->
+ * ... -> the sink stage -> outcome.  The pump (pump()) moves requests in
+ * batches, downstream stages first so room is made before it is needed.  A
+ * stage that finishes a request while a successor's queue is full under
+ * "block" keeps the request (and its slot) on its done list: the stage stops
  * taking work, its queue fills, and the pressure reaches the submitter as
- * SL_EAGAIN.  Under "shed" the job ends at once with outcome "shed".
+ * SL_EAGAIN.  Under "shed" the request ends at once with outcome "shed".
  *
- * Every job ends in finish(), exactly once; see docs/internals/pipeline.md.
+ * Every request ends in finish(), exactly once; see
+ * docs/internals/pipeline.md.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -46,16 +48,16 @@ static size_t map_slot(const sl__ps *ps, uint64_t id)
 	return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 20) & ps->map_mask;
 }
 
-static void map_put(sl__ps *ps, struct sl_job *job)
+static void map_put(sl__ps *ps, sl__req *req)
 {
-	size_t i = map_slot(ps, job->id);
+	size_t i = map_slot(ps, req->id);
 	while (ps->map_k[i])
 		i = (i + 1) & ps->map_mask;
-	ps->map_k[i] = job->id;
-	ps->map_v[i] = job;
+	ps->map_k[i] = req->id;
+	ps->map_v[i] = req;
 }
 
-static struct sl_job *map_get(const sl__ps *ps, uint64_t id)
+static sl__req *map_get(const sl__ps *ps, uint64_t id)
 {
 	size_t i = map_slot(ps, id);
 	while (ps->map_k[i]) {
@@ -101,193 +103,85 @@ static inline uint64_t ps_now(sl__ps *ps)
 	return ps->now = sl_now_ns();
 }
 
-static void job_free(struct sl_job *job)
+static void req_free(sl__req *req)
 {
-	sl_dynbuf_free(&job->context);
-	sl_dynbuf_free(&job->out);
-	if (job->prompt != job->input)
-		free(job->prompt);
-	free(job->text);
-	free(job->detail);
-	free(job);
+	sl_dynbuf_free(&req->context);
+	sl_dynbuf_free(&req->out);
+	if (req->prompt != req->input)
+		free(req->prompt);
+	free(req->text);
+	free(req->detail);
+	free(req);
 }
 
-static void set_detail(struct sl_job *job, const char *detail)
+/* Frees the request once its outcome is delivered, no frame on the stack
+ * uses it and no stage still holds it (zombie slots). */
+static void req_release(sl__ps *ps, sl__req *req)
 {
-	if (!detail || job->detail)
+	if (!req->final || req->hold || req->zombies)
 		return;
-	job->detail = strdup(detail);
+	if (req->admitted)
+		sl__ctr_add(&ps->alive, -1);
+	req_free(req);
 }
 
-static void timer_disarm(struct sl_job *job)
+static void set_detail(sl__req *req, const char *detail)
 {
-	if (job->timer_armed) {
-		event_del(&job->timer);
-		job->timer_armed = 0;
+	if (!detail || req->detail)
+		return;
+	req->detail = strdup(detail);
+}
+
+static void timer_disarm(sl__req *req)
+{
+	if (req->timer_armed) {
+		event_del(&req->timer);
+		req->timer_armed = 0;
 	}
 }
 
-static void on_job_timer(evutil_socket_t fd, short what, void *arg);
+static void on_req_timer(evutil_socket_t fd, short what, void *arg);
 
-static void timer_arm(sl__ps *ps, struct sl_job *job)
+/* Arms the request's one timer at its earliest deadline: the request's own
+ * or a running stage's timeout. */
+static void timer_arm(sl__ps *ps, sl__req *req)
 {
-	uint64_t at = job->deadline;
-	if (job->stage_deadline && (!at || job->stage_deadline < at))
-		at = job->stage_deadline;
-	timer_disarm(job);
+	uint64_t at = req->deadline;
+	for (unsigned s = 0; s < ps->p->n_stages; s++) {
+		uint64_t d = req->slots[s].stage_deadline;
+		if (d && (!at || d < at))
+			at = d;
+	}
+	timer_disarm(req);
 	if (!at)
 		return;
-	if (!job->timer_init) {
-		event_assign(&job->timer, ps->sh->base, -1, 0, on_job_timer, job);
-		job->timer_init = 1;
+	if (!req->timer_init) {
+		event_assign(&req->timer, ps->sh->base, -1, 0, on_req_timer, req);
+		req->timer_init = 1;
 	}
 	uint64_t now = sl_now_ns();
 	uint64_t d = at > now ? at - now : 0;
 	struct timeval tv = {.tv_sec = (time_t)(d / 1000000000u),
 	                     .tv_usec = (suseconds_t)((d % 1000000000u) / 1000u)};
-	event_add(&job->timer, &tv);
-	job->timer_armed = 1;
+	event_add(&req->timer, &tv);
+	req->timer_armed = 1;
 }
 
-static void trace_stage(sl__ps *ps, struct sl_job *job, unsigned s)
+static void trace_stage(sl__ps *ps, sl__req *req, unsigned s)
 {
-	const sl_stage_times *t = &job->times[s];
+	const sl_stage_times *t = &req->times[s];
 	sl__log(SL_LOG_INFO,
 	        "event=stage pipeline=%s stage=%s req=%s session=%s shard=%u "
 	        "wait_us=%.1f work_us=%.1f",
-	        ps->p->name, ps->p->stages[s].name, job->request_id, job->session,
-	        ps->idx, (double)(t->started - t->enqueued) / 1e3,
+	        ps->p->name, ps->p->stages[s].name, req->request_id, req->session, ps->idx,
+	        (double)(t->started - t->enqueued) / 1e3,
 	        (double)(t->finished - t->started) / 1e3);
 }
 
-/* Ends a job: counters, callback, free.  The job must already be out of
- * every queue, slot and list.  stage < 0 for "no stage" (completed). */
-static void finish(sl__ps *ps, struct sl_job *job, sl_outcome oc, int status,
-                   int stage, const char *reason)
+static void slot_release(sl__ps *ps, unsigned s)
 {
-	sl_pipeline *p = ps->p;
-	timer_disarm(job);
-	job->state = J_DONE;
-	map_del(ps, job->id);
-	uint64_t now = sl_now_ns();
-	sl__ctr_add(&ps->outcomes[oc], 1);
-	if (oc == SL_OUTCOME_COMPLETED)
-		sl__hist_record(ps->e2e, now - job->t_submit);
-
-	sl_result r;
-	memset(&r, 0, sizeof r);
-	r.id = job->id;
-	r.request_id = job->request_id;
-	r.session = job->session;
-	r.outcome = oc;
-	r.status = status;
-	r.stage = stage >= 0 ? p->stages[stage].name : NULL;
-	set_detail(job, reason);
-	r.reason = job->detail;
-	if (job->text) {
-		r.text = job->text;
-		r.text_len = job->text_len;
-	} else {
-		r.text = sl_dynbuf_str(&job->out);
-		r.text_len = job->out.len;
-	}
-	r.n_tokens = job->n_tokens;
-	r.prompt_tokens = job->usage.prompt_tokens;
-	r.completion_tokens = job->usage.completion_tokens;
-	r.finish_reason = job->usage.finish_reason;
-	if (oc == SL_OUTCOME_COMPLETED && !r.finish_reason)
-		r.finish_reason = job->out_cut ? "length" : "stop";
-	r.t_submit = job->t_submit;
-	r.t_first_token = job->t_first_token;
-	r.t_end = now;
-	r.n_stages = p->n_stages;
-	r.stage_names = p->stage_names;
-	r.stage_times = job->times;
-	if (p->trace || sl__log_on(SL_LOG_TRACE)) {
-		char q[256];
-		sl__log(SL_LOG_INFO,
-		        "event=outcome pipeline=%s req=%s session=%s shard=%u outcome=%s "
-		        "stage=%s status=%s total_us=%.1f reason=%s",
-		        p->name, job->request_id, job->session, ps->idx,
-		        sl_outcome_name(oc), r.stage ? r.stage : "-",
-		        sl_status_name(status), (double)(now - job->t_submit) / 1e3,
-		        sl__log_quote(q, sizeof q, r.reason ? r.reason : ""));
-	}
-	job->on_done(job->user, &r);
-	if (job->zombie)
-		return; /* freed when its stage finally reports (sl_job_done) */
-	sl__ctr_add(&ps->live, -1);
-	job_free(job);
-}
-
-static sl_outcome outcome_for(struct sl_job *job, int status)
-{
-	if (status == SL_ECANCELED)
-		return SL_OUTCOME_CANCELLED;
-	if (status == SL_ETIMEDOUT && job->deadline && sl_now_ns() >= job->deadline)
-		return SL_OUTCOME_EXPIRED;
-	if (status == SL_ESHED)
-		return SL_OUTCOME_SHED;
-	return SL_OUTCOME_FAILED;
-}
-
-static void count_end(sl__stage_rt *st, sl_outcome oc)
-{
-	switch (oc) {
-	case SL_OUTCOME_SHED: sl__ctr_add(&st->ctr.shed, 1); break;
-	case SL_OUTCOME_CANCELLED: sl__ctr_add(&st->ctr.cancelled, 1); break;
-	case SL_OUTCOME_EXPIRED: sl__ctr_add(&st->ctr.expired, 1); break;
-	case SL_OUTCOME_FAILED: sl__ctr_add(&st->ctr.failed, 1); break;
-	default: break;
-	}
-}
-
-static void start_job(sl__ps *ps, unsigned s, struct sl_job *job);
-
-/* Puts job into stage s's queue.  SL_OK, SL_ESHED (job ended), SL_EAGAIN
- * (full under block: job untouched). */
-static int enqueue(sl__ps *ps, unsigned s, struct sl_job *job)
-{
-	sl__stage_rt *st = &ps->st[s];
-	/* Direct hand-off: nothing queued ahead and a free slot, so the job
-	 * starts now instead of taking a trip through the queue (FIFO and
-	 * priority order are unaffected: the queue is empty).  Bounded depth:
-	 * at most one nested start per stage. */
-	if (st->queue.count == 0 && st->running < ps->p->stages[s].conc && !st->done_head &&
-	    ps->handoff_depth < SL_MAX_STAGES) {
-		job->times[s].enqueued = ps->now;
-		sl__ctr_add(&st->ctr.enqueued, 1);
-		ps->handoff_depth++;
-		start_job(ps, s, job);
-		ps->handoff_depth--;
-		return SL_OK;
-	}
-	int rc = sl_pq_push(&st->queue, job, job->priority);
-	if (rc == SL_OK) {
-		job->state = J_QUEUED;
-		job->stage = (uint8_t)s;
-		job->times[s].enqueued = ps->now;
-		sl__ctr_add(&st->ctr.enqueued, 1);
-		sl__ctr_add(&st->ctr.queued, 1);
-		return SL_OK;
-	}
-	if (rc == SL_EAGAIN && ps->p->stages[s].overflow == SL_OVERFLOW_SHED) {
-		job->stage = (uint8_t)s;
-		sl__ctr_add(&st->ctr.shed, 1);
-		finish(ps, job, SL_OUTCOME_SHED, SL_ESHED, (int)s, "queue full");
-		return SL_ESHED;
-	}
-	return rc == SL_ENOMEM ? SL_ENOMEM : SL_EAGAIN;
-}
-
-static void done_append(sl__stage_rt *st, struct sl_job *job)
-{
-	job->next = NULL;
-	if (st->done_tail)
-		st->done_tail->next = job;
-	else
-		st->done_head = job;
-	st->done_tail = job;
+	ps->st[s].running--;
+	sl__ctr_add(&ps->st[s].ctr.running, -1);
 }
 
 static void done_remove(sl__stage_rt *st, struct sl_job *job)
@@ -305,122 +199,364 @@ static void done_remove(sl__stage_rt *st, struct sl_job *job)
 	job->next = NULL;
 }
 
-static void slot_release(sl__ps *ps, unsigned s)
+/* Takes the request out of every stage that still holds it (queue, work,
+ * done list), calling the stages' cancel ops.  except: a stage already
+ * left by the caller (-1 for none). */
+static void pull_out(sl__ps *ps, sl__req *req, int except)
 {
-	ps->st[s].running--;
-	sl__ctr_add(&ps->st[s].ctr.running, -1);
+	for (unsigned s = 0; s < ps->p->n_stages; s++) {
+		struct sl_job *job = &req->slots[s];
+		if ((int)s == except)
+			continue;
+		sl__stage_rt *st = &ps->st[s];
+		switch (job->state) {
+		case S_QUEUED:
+			sl_pq_remove(&st->queue, job, req->priority);
+			sl__ctr_add(&st->ctr.queued, -1);
+			break;
+		case S_RUNNING: {
+			const sl_stage_ops *ops = ps->p->stages[s].ops;
+			if (job->in_run) {
+				/* the stage is on the stack (it failed a sibling inline):
+				 * its run() returns after this and sees the request ended */
+				job->zombie = 1;
+				req->zombies++;
+			} else if (ops->cancel) {
+				ops->cancel(st->ss, job);
+			} else {
+				job->zombie = 1; /* freed when the stage reports */
+				req->zombies++;
+			}
+			job->stage_deadline = 0;
+			slot_release(ps, s);
+			break;
+		}
+		case S_BLOCKED:
+			done_remove(st, job);
+			slot_release(ps, s);
+			break;
+		default:
+			continue;
+		}
+		job->state = S_DONE;
+	}
 }
 
-/* Job finished stage s successfully: move it on (or park it). */
-static void advance(sl__ps *ps, unsigned s, struct sl_job *job)
+/* Ends a request: counters, callback, free.  stage < 0 for "no stage"
+ * (completed).  The request must be out of every stage (pull_out). */
+static void finish(sl__ps *ps, sl__req *req, sl_outcome oc, int status, int stage,
+                   const char *reason)
+{
+	sl_pipeline *p = ps->p;
+	timer_disarm(req);
+	req->final = 1;
+	if (req->admitted) {
+		map_del(ps, req->id);
+		sl__ctr_add(&ps->live, -1);
+	}
+	uint64_t now = sl_now_ns();
+	sl__ctr_add(&ps->outcomes[oc], 1);
+	if (oc == SL_OUTCOME_COMPLETED)
+		sl__hist_record(ps->e2e, now - req->t_submit);
+
+	sl_result r;
+	memset(&r, 0, sizeof r);
+	r.id = req->id;
+	r.request_id = req->request_id;
+	r.session = req->session;
+	r.outcome = oc;
+	r.status = status;
+	r.stage = stage >= 0 ? p->stages[stage].name : NULL;
+	set_detail(req, reason);
+	r.reason = req->detail;
+	if (req->text) {
+		r.text = req->text;
+		r.text_len = req->text_len;
+	} else {
+		r.text = sl_dynbuf_str(&req->out);
+		r.text_len = req->out.len;
+	}
+	r.n_tokens = req->n_tokens;
+	r.prompt_tokens = req->usage.prompt_tokens;
+	r.completion_tokens = req->usage.completion_tokens;
+	r.finish_reason = req->usage.finish_reason;
+	if (oc == SL_OUTCOME_COMPLETED && !r.finish_reason)
+		r.finish_reason = req->out_cut ? "length" : "stop";
+	r.t_submit = req->t_submit;
+	r.t_first_token = req->t_first_token;
+	r.t_end = now;
+	r.n_stages = p->n_stages;
+	r.stage_names = p->stage_names;
+	r.stage_times = req->times;
+	if (p->trace || sl__log_on(SL_LOG_TRACE)) {
+		char q[256];
+		sl__log(SL_LOG_INFO,
+		        "event=outcome pipeline=%s req=%s session=%s shard=%u outcome=%s "
+		        "stage=%s status=%s total_us=%.1f reason=%s",
+		        p->name, req->request_id, req->session, ps->idx, sl_outcome_name(oc),
+		        r.stage ? r.stage : "-", sl_status_name(status),
+		        (double)(now - req->t_submit) / 1e3,
+		        sl__log_quote(q, sizeof q, r.reason ? r.reason : ""));
+	}
+	req->on_done(req->user, &r);
+	req_release(ps, req);
+}
+
+static sl_outcome outcome_for(sl__req *req, int status)
+{
+	if (status == SL_ECANCELED)
+		return SL_OUTCOME_CANCELLED;
+	if (status == SL_ETIMEDOUT && req->deadline && sl_now_ns() >= req->deadline)
+		return SL_OUTCOME_EXPIRED;
+	if (status == SL_ESHED)
+		return SL_OUTCOME_SHED;
+	return SL_OUTCOME_FAILED;
+}
+
+static void count_end(sl__stage_rt *st, sl_outcome oc)
+{
+	switch (oc) {
+	case SL_OUTCOME_SHED: sl__ctr_add(&st->ctr.shed, 1); break;
+	case SL_OUTCOME_CANCELLED: sl__ctr_add(&st->ctr.cancelled, 1); break;
+	case SL_OUTCOME_EXPIRED: sl__ctr_add(&st->ctr.expired, 1); break;
+	case SL_OUTCOME_FAILED: sl__ctr_add(&st->ctr.failed, 1); break;
+	default: break;
+	}
+}
+
+/* Ends a request that is still in one or more stages: pulls it out of all
+ * of them, counts the outcome on `stage`, delivers it. */
+static void end_req(sl__ps *ps, sl__req *req, sl_outcome oc, int status, int stage,
+                    const char *reason)
+{
+	if (req->final)
+		return;
+	pull_out(ps, req, -1);
+	if (stage >= 0)
+		count_end(&ps->st[stage], oc);
+	finish(ps, req, oc, status, stage, reason);
+	sl__shard_schedule(ps->sh);
+}
+
+static void start_job(sl__ps *ps, unsigned s, struct sl_job *job);
+
+/* Puts the request into stage s.  SL_OK (queued or started), SL_EAGAIN
+ * (full under block: nothing changed). */
+static int enqueue(sl__ps *ps, unsigned s, sl__req *req)
 {
 	sl__stage_rt *st = &ps->st[s];
-	if (s + 1 == ps->p->n_stages) {
+	struct sl_job *job = &req->slots[s];
+	req->last_stage = (uint8_t)s;
+	/* Direct hand-off: nothing queued ahead and a free slot, so the job
+	 * starts now instead of taking a trip through the queue (FIFO and
+	 * priority order are unaffected: the queue is empty).  Bounded depth:
+	 * at most one nested start per stage. */
+	if (st->queue.count == 0 && st->running < ps->p->stages[s].conc && !st->done_head &&
+	    ps->handoff_depth < SL_MAX_STAGES) {
+		req->times[s].enqueued = ps->now;
+		sl__ctr_add(&st->ctr.enqueued, 1);
+		ps->handoff_depth++;
+		start_job(ps, s, job);
+		ps->handoff_depth--;
+		return SL_OK;
+	}
+	int rc = sl_pq_push(&st->queue, job, req->priority);
+	if (rc == SL_OK) {
+		job->state = S_QUEUED;
+		req->times[s].enqueued = ps->now;
+		sl__ctr_add(&st->ctr.enqueued, 1);
+		sl__ctr_add(&st->ctr.queued, 1);
+		return SL_OK;
+	}
+	return rc == SL_ENOMEM ? SL_ENOMEM : SL_EAGAIN;
+}
+
+/* Can stage s take one more request now? */
+static int has_room(sl__ps *ps, unsigned s)
+{
+	return !sl_pq_full(&ps->st[s].queue);
+}
+
+/* The successors of s that the request enters now: those whose other
+ * predecessors are all done (after this stage's decrement). */
+static unsigned ready_targets(sl__ps *ps, sl__req *req, unsigned s, uint8_t *out)
+{
+	sl__stage *sd = &ps->p->stages[s];
+	unsigned n = 0;
+	for (unsigned k = 0; k < sd->n_succ; k++) {
+		struct sl_job *t = &req->slots[sd->succ[k]];
+		if (t->waiting == 0 && t->state == S_NONE)
+			out[n++] = sd->succ[k];
+	}
+	return n;
+}
+
+/* Tries to move a request that finished stage s on to its ready targets.
+ * Returns 1 if it left stage s (moved, shed, or ended), 0 if it must wait
+ * for room (block). */
+static int move_on(sl__ps *ps, unsigned s, sl__req *req)
+{
+	uint8_t tg[SL_MAX_STAGES];
+	unsigned n = ready_targets(ps, req, s, tg);
+	/* all-or-nothing: enter every target at once, or wait / shed */
+	for (unsigned k = 0; k < n; k++) {
+		if (has_room(ps, tg[k]))
+			continue;
+		if (ps->p->stages[tg[k]].overflow == SL_OVERFLOW_SHED) {
+			slot_release(ps, s);
+			req->slots[s].state = S_DONE;
+			sl__ctr_add(&ps->st[tg[k]].ctr.shed, 1);
+			pull_out(ps, req, (int)s);
+			req->last_stage = tg[k];
+			finish(ps, req, SL_OUTCOME_SHED, SL_ESHED, tg[k], "queue full");
+			return 1;
+		}
+		return 0;
+	}
+	slot_release(ps, s);
+	req->slots[s].state = S_DONE;
+	req->hold++;
+	for (unsigned k = 0; k < n && !req->final; k++)
+		enqueue(ps, tg[k], req); /* room checked: SL_OK */
+	req->hold--;
+	req_release(ps, req);
+	return 1;
+}
+
+static void done_append(sl__stage_rt *st, struct sl_job *job)
+{
+	job->next = NULL;
+	if (st->done_tail)
+		st->done_tail->next = job;
+	else
+		st->done_head = job;
+	st->done_tail = job;
+}
+
+/* The request finished stage s successfully: move it on (or park it). */
+static void advance(sl__ps *ps, unsigned s, sl__req *req)
+{
+	sl__stage *sd = &ps->p->stages[s];
+	if (s == ps->p->sink) {
 		slot_release(ps, s);
-		finish(ps, job, SL_OUTCOME_COMPLETED, SL_OK, -1, NULL);
+		req->slots[s].state = S_DONE;
+		finish(ps, req, SL_OUTCOME_COMPLETED, SL_OK, -1, NULL);
 		return;
 	}
-	if (!st->done_head) {
-		int rc = enqueue(ps, s + 1, job);
-		if (rc == SL_OK || rc == SL_ESHED) {
-			slot_release(ps, s);
-			return;
-		}
-	}
-	job->state = J_BLOCKED;
-	done_append(st, job);
+	for (unsigned k = 0; k < sd->n_succ; k++)
+		req->slots[sd->succ[k]].waiting--;
+	if (!ps->st[s].done_head && move_on(ps, s, req))
+		return;
+	req->slots[s].state = S_BLOCKED;
+	done_append(&ps->st[s], &req->slots[s]);
 }
 
-/* Stage s ended its work on job with status rc. */
-static void stage_finished(sl__ps *ps, unsigned s, struct sl_job *job, int rc)
+/* Stage s ended its work on the request with status rc. */
+static void stage_finished(sl__ps *ps, unsigned s, sl__req *req, int rc)
 {
 	sl__stage_rt *st = &ps->st[s];
+	struct sl_job *job = &req->slots[s];
 	uint64_t now = ps_now(ps);
-	job->times[s].finished = now;
-	sl__hist_record(st->lat, now - job->times[s].started);
+	req->times[s].finished = now;
+	sl__hist_record(st->lat, now - req->times[s].started);
 	if (job->stage_deadline) {
 		job->stage_deadline = 0;
-		if (job->timer_armed)
-			timer_arm(ps, job); /* back to the request deadline only */
+		if (req->timer_armed)
+			timer_arm(ps, req); /* without this stage's timeout */
 	}
 	if (ps->p->trace || sl__log_on(SL_LOG_TRACE))
-		trace_stage(ps, job, s);
+		trace_stage(ps, req, s);
 	if (rc == SL_OK) {
 		sl__ctr_add(&st->ctr.processed, 1);
-		advance(ps, s, job);
+		advance(ps, s, req);
 		return;
 	}
-	sl_outcome oc = outcome_for(job, rc);
+	sl_outcome oc = outcome_for(req, rc);
 	count_end(st, oc);
 	slot_release(ps, s);
-	finish(ps, job, oc, rc, (int)s, job->detail ? job->detail : sl_strerror(rc));
+	job->state = S_DONE;
+	pull_out(ps, req, (int)s);
+	req->last_stage = (uint8_t)s;
+	finish(ps, req, oc, rc, (int)s, req->detail ? req->detail : sl_strerror(rc));
 }
 
 static void run_job(sl__ps *ps, unsigned s, struct sl_job *job)
 {
+	sl__req *req = job->req;
 	sl__stage *sd = &ps->p->stages[s];
 	job->in_run = 1;
 	job->inline_done = 0;
-	job->stage_data = NULL;
+	job->data = NULL;
+	req->hold++;
 	int rc = sd->ops->run(ps->st[s].ss, job);
+	req->hold--;
 	job->in_run = 0;
+	if (job->zombie) {
+		/* the request ended while this stage was on the stack */
+		job->zombie = 0;
+		req->zombies--;
+		req_release(ps, req);
+		return;
+	}
 	if (rc == SL_EPENDING) {
 		if (!job->inline_done)
 			return;
 		rc = job->inline_status;
 	}
-	stage_finished(ps, s, job, rc);
+	stage_finished(ps, s, req, rc);
 }
 
-/* Ends a job that is queued, in work or parked (cancel, expiry, timeout). */
-static void abort_job(sl__ps *ps, struct sl_job *job, sl_outcome oc, int status,
-                      const char *reason)
+/* Takes a slot of stage s for the request (just out of the queue, or
+ * handed over directly) and runs it. */
+static void start_job(sl__ps *ps, unsigned s, struct sl_job *job)
 {
-	unsigned s = job->stage;
+	sl__req *req = job->req;
 	sl__stage_rt *st = &ps->st[s];
-	switch (job->state) {
-	case J_QUEUED:
-		sl_pq_remove(&st->queue, job, job->priority);
-		sl__ctr_add(&st->ctr.queued, -1);
-		break;
-	case J_RUNNING: {
-		const sl_stage_ops *ops = ps->p->stages[s].ops;
-		if (ops->cancel)
-			ops->cancel(st->ss, job);
-		else
-			job->zombie = 1;
-		slot_release(ps, s);
-		break;
-	}
-	case J_BLOCKED:
-		done_remove(st, job);
-		slot_release(ps, s);
-		break;
-	default:
+	sl__stage *sd = &ps->p->stages[s];
+	if (req->deadline && ps->now >= req->deadline) {
+		job->state = S_DONE;
+		sl__ctr_add(&st->ctr.expired, 1);
+		pull_out(ps, req, (int)s);
+		finish(ps, req, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, (int)s, "deadline exceeded");
 		return;
 	}
-	count_end(st, oc);
-	finish(ps, job, oc, status, (int)s, reason);
-	sl__shard_schedule(ps->sh);
+	job->state = S_RUNNING;
+	st->running++;
+	sl__ctr_add(&st->ctr.running, 1);
+	req->times[s].started = ps->now;
+	sl__hist_record(st->wait, ps->now - req->times[s].enqueued);
+	if (sd->timeout_ms) {
+		job->stage_deadline = ps->now + (uint64_t)sd->timeout_ms * 1000000u;
+		timer_arm(ps, req);
+	}
+	run_job(ps, s, job);
 }
 
-static void on_job_timer(evutil_socket_t fd, short what, void *arg)
+static void on_req_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct sl_job *job = arg;
-	sl__ps *ps = job->ps;
-	job->timer_armed = 0;
+	sl__req *req = arg;
+	sl__ps *ps = req->ps;
+	req->timer_armed = 0;
 	sl__ps_enter(ps);
 	uint64_t now = ps_now(ps);
-	if (job->deadline && now >= job->deadline) {
-		abort_job(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, "deadline exceeded");
-	} else if (job->stage_deadline && now >= job->stage_deadline) {
-		char why[96];
-		snprintf(why, sizeof why, "stage %s timed out after %u ms",
-		         ps->p->stages[job->stage].name, ps->p->stages[job->stage].timeout_ms);
-		abort_job(ps, job, SL_OUTCOME_FAILED, SL_ETIMEDOUT, why);
-	} else {
-		timer_arm(ps, job); /* woke early (clock granularity) */
+	if (req->deadline && now >= req->deadline) {
+		end_req(ps, req, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, req->last_stage,
+		        "deadline exceeded");
+		sl__ps_exit(ps);
+		return;
 	}
+	for (unsigned s = 0; s < ps->p->n_stages; s++) {
+		uint64_t d = req->slots[s].stage_deadline;
+		if (d && now >= d) {
+			char why[96];
+			snprintf(why, sizeof why, "stage %s timed out after %u ms", ps->p->stages[s].name,
+			         ps->p->stages[s].timeout_ms);
+			end_req(ps, req, SL_OUTCOME_FAILED, SL_ETIMEDOUT, (int)s, why);
+			sl__ps_exit(ps);
+			return;
+		}
+	}
+	timer_arm(ps, req); /* woke early (clock granularity) */
 	sl__ps_exit(ps);
 }
 
@@ -436,34 +572,69 @@ static int early_cancelled(sl__ps *ps, uint64_t id)
 	return 0;
 }
 
-static void admit_one(sl__ps *ps, struct sl_job *job)
+/* Counts a request popped from the inbox as admitted. */
+static void admit_count(sl__ps *ps, sl__req *req)
 {
+	req->admitted = 1;
 	sl__ctr_add(&ps->submitted, 1);
 	sl__ctr_add(&ps->live, 1);
-	map_put(ps, job);
-	if (ps->n_early && early_cancelled(ps, job->id)) {
-		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
-		finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "cancelled by caller");
-		return;
-	}
-	if (job->deadline) {
-		if (ps->now >= job->deadline) {
-			sl__ctr_add(&ps->st[0].ctr.expired, 1);
-			finish(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, 0, "deadline exceeded");
-			return;
-		}
-		timer_arm(ps, job);
-	}
-	enqueue(ps, 0, job); /* room was checked by the caller, or shed */
+	sl__ctr_add(&ps->alive, 1);
+	map_put(ps, req);
 }
 
-/* inbox -> stage 0.  Returns 1 if anything moved. */
+static void admit_one(sl__ps *ps, sl__req *req)
+{
+	sl_pipeline *p = ps->p;
+	admit_count(ps, req);
+	if (ps->n_early && early_cancelled(ps, req->id)) {
+		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
+		finish(ps, req, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "cancelled by caller");
+		return;
+	}
+	if (req->deadline) {
+		if (ps->now >= req->deadline) {
+			sl__ctr_add(&ps->st[0].ctr.expired, 1);
+			finish(ps, req, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, 0, "deadline exceeded");
+			return;
+		}
+		timer_arm(ps, req);
+	}
+	/* enter every root at once (room was checked by admit(), or shed) */
+	for (unsigned s = 0; s < p->n_stages; s++) {
+		if (p->stages[s].n_pred)
+			continue;
+		if (!has_room(ps, s)) {
+			sl__ctr_add(&ps->st[s].ctr.shed, 1);
+			pull_out(ps, req, -1);
+			req->last_stage = (uint8_t)s;
+			finish(ps, req, SL_OUTCOME_SHED, SL_ESHED, (int)s, "queue full");
+			return;
+		}
+	}
+	req->hold++;
+	for (unsigned s = 0; s < p->n_stages && !req->final; s++)
+		if (!p->stages[s].n_pred)
+			enqueue(ps, s, req);
+	req->hold--;
+	req_release(ps, req);
+}
+
+/* Room in every root (block), or shed policy on every full root. */
+static int roots_admit(sl__ps *ps)
+{
+	sl_pipeline *p = ps->p;
+	for (unsigned s = 0; s < p->n_stages; s++)
+		if (!p->stages[s].n_pred && !has_room(ps, s) &&
+		    p->stages[s].overflow != SL_OVERFLOW_SHED)
+			return 0;
+	return 1;
+}
+
+/* inbox -> the roots.  Returns 1 if anything moved. */
 static int admit(sl__ps *ps)
 {
-	sl__stage_rt *st0 = &ps->st[0];
-	int shed = ps->p->stages[0].overflow == SL_OVERFLOW_SHED;
 	int moved = 0;
-	while (shed || !sl_pq_full(&st0->queue)) {
+	while (roots_admit(ps)) {
 		void *it;
 		if (sl_queue_pop(ps->inbox, &it) != SL_OK)
 			break;
@@ -492,41 +663,22 @@ static int flush_done(sl__ps *ps, unsigned s)
 	int moved = 0;
 	while (st->done_head) {
 		struct sl_job *job = st->done_head, *next = job->next;
-		int rc = enqueue(ps, s + 1, job); /* on SL_ESHED job is freed */
-		if (rc == SL_EAGAIN || rc == SL_ENOMEM)
-			break;
-		/* enqueued or shed: either way it left the done list */
+		/* take it off the list first: move_on may end the request */
 		st->done_head = next;
 		if (!next)
 			st->done_tail = NULL;
-		slot_release(ps, s);
+		job->next = NULL;
+		if (!move_on(ps, s, job->req)) {
+			/* still no room: back at the head */
+			job->next = st->done_head;
+			st->done_head = job;
+			if (!st->done_tail)
+				st->done_tail = job;
+			break;
+		}
 		moved = 1;
 	}
 	return moved;
-}
-
-/* Takes a slot of stage s for job (just out of the queue, or handed over
- * directly) and runs it. */
-static void start_job(sl__ps *ps, unsigned s, struct sl_job *job)
-{
-	sl__stage_rt *st = &ps->st[s];
-	sl__stage *sd = &ps->p->stages[s];
-	if (job->deadline && ps->now >= job->deadline) {
-		sl__ctr_add(&st->ctr.expired, 1);
-		finish(ps, job, SL_OUTCOME_EXPIRED, SL_ETIMEDOUT, (int)s, "deadline exceeded");
-		return;
-	}
-	job->state = J_RUNNING;
-	job->stage = (uint8_t)s;
-	st->running++;
-	sl__ctr_add(&st->ctr.running, 1);
-	job->times[s].started = ps->now;
-	sl__hist_record(st->wait, ps->now - job->times[s].enqueued);
-	if (sd->timeout_ms) {
-		job->stage_deadline = ps->now + (uint64_t)sd->timeout_ms * 1000000u;
-		timer_arm(ps, job);
-	}
-	run_job(ps, s, job);
 }
 
 static int start_queued(sl__ps *ps, unsigned s)
@@ -552,7 +704,7 @@ static void pump(sl__ps *ps)
 		ps_now(ps);
 		progress = admit(ps);
 		for (int s = (int)ps->p->n_stages - 1; s >= 0; s--) {
-			if (s + 1 < (int)ps->p->n_stages)
+			if ((unsigned)s != ps->p->sink)
 				progress |= flush_done(ps, (unsigned)s);
 			progress |= start_queued(ps, (unsigned)s);
 		}
@@ -570,9 +722,7 @@ static void ps_poll(sl__poller *pl)
 static int ps_pending(sl__poller *pl)
 {
 	sl__ps *ps = (sl__ps *)pl;
-	if (sl_queue_size(ps->inbox) > 0 &&
-	    (ps->p->stages[0].overflow == SL_OVERFLOW_SHED ||
-	     !sl_pq_full(&ps->st[0].queue)))
+	if (sl_queue_size(ps->inbox) > 0 && roots_admit(ps))
 		return 1;
 	return !sl_list_empty(&ps->ready) &&
 	       sl_queue_size(ps->inbox) < sl_queue_capacity(ps->inbox);
@@ -582,9 +732,10 @@ static int ps_pending(sl__poller *pl)
 
 void sl_job_done(sl_job *job, int status, const char *detail)
 {
-	sl__ps *ps = job->ps;
+	sl__req *req = job->req;
+	sl__ps *ps = req->ps;
 	if (status != SL_OK)
-		set_detail(job, detail);
+		set_detail(req, detail);
 	if (job->in_run) {
 		job->inline_done = 1;
 		job->inline_status = status;
@@ -592,10 +743,11 @@ void sl_job_done(sl_job *job, int status, const char *detail)
 	}
 	sl__ps_enter(ps);
 	if (job->zombie) {
-		sl__ctr_add(&ps->live, -1);
-		job_free(job);
-	} else if (job->state == J_RUNNING) {
-		stage_finished(ps, job->stage, job, status);
+		job->zombie = 0;
+		req->zombies--;
+		req_release(ps, req);
+	} else if (job->state == S_RUNNING && !req->final) {
+		stage_finished(ps, job->stage, req, status);
 		sl__shard_schedule(ps->sh);
 	}
 	sl__ps_exit(ps);
@@ -604,156 +756,165 @@ void sl_job_done(sl_job *job, int status, const char *detail)
 const char *sl_job_input(const sl_job *job, size_t *len)
 {
 	if (len)
-		*len = job->input_len;
-	return job->input;
+		*len = job->req->input_len;
+	return job->req->input;
 }
 
 const char *sl_job_prompt(const sl_job *job, size_t *len)
 {
 	if (len)
-		*len = job->prompt_len;
-	return job->prompt;
+		*len = job->req->prompt_len;
+	return job->req->prompt;
 }
 
 int sl_job_set_prompt(sl_job *job, const char *text, size_t len)
 {
-	if (len > job->ps->p->max_input * 4 + 65536)
+	sl__req *req = job->req;
+	if (len > req->ps->p->max_input * 4 + 65536)
 		return SL_ETOOBIG;
 	char *c = malloc(len + 1);
 	if (!c)
 		return SL_ENOMEM;
 	memcpy(c, text, len);
 	c[len] = '\0';
-	if (job->prompt != job->input)
-		free(job->prompt);
-	job->prompt = c;
-	job->prompt_len = len;
+	if (req->prompt != req->input)
+		free(req->prompt);
+	req->prompt = c;
+	req->prompt_len = len;
 	return SL_OK;
 }
 
 int sl_job_add_context(sl_job *job, const char *text, size_t len)
 {
-	return sl_dynbuf_add(&job->context, text, len);
+	return sl_dynbuf_add(&job->req->context, text, len);
 }
 
 const char *sl_job_context(const sl_job *job, size_t *len)
 {
 	if (len)
-		*len = job->context.len;
-	return sl_dynbuf_str(&job->context);
+		*len = job->req->context.len;
+	return sl_dynbuf_str(&job->req->context);
 }
 
 const char *sl_job_meta(const sl_job *job, const char *key)
 {
-	for (size_t i = 0; i < job->n_meta; i++)
-		if (strcmp(job->meta[i].key, key) == 0)
-			return job->meta[i].value;
+	const sl__req *req = job->req;
+	for (size_t i = 0; i < req->n_meta; i++)
+		if (strcmp(req->meta[i].key, key) == 0)
+			return req->meta[i].value;
 	return NULL;
 }
 
 const char *sl_job_session(const sl_job *job)
 {
-	return job->session;
+	return job->req->session;
 }
 
 const char *sl_job_text(const sl_job *job, size_t *len)
 {
-	if (job->text) {
+	const sl__req *req = job->req;
+	if (req->text) {
 		if (len)
-			*len = job->text_len;
-		return job->text;
+			*len = req->text_len;
+		return req->text;
 	}
 	if (len)
-		*len = job->out.len;
-	return sl_dynbuf_str(&job->out);
+		*len = req->out.len;
+	return sl_dynbuf_str(&req->out);
 }
 
 int sl_job_set_text(sl_job *job, const char *text, size_t len)
 {
-	if (len > job->ps->p->max_output)
+	sl__req *req = job->req;
+	if (len > req->ps->p->max_output)
 		return SL_ETOOBIG;
 	char *c = malloc(len + 1);
 	if (!c)
 		return SL_ENOMEM;
 	memcpy(c, text, len);
 	c[len] = '\0';
-	free(job->text);
-	job->text = c;
-	job->text_len = len;
+	free(req->text);
+	req->text = c;
+	req->text_len = len;
 	return SL_OK;
 }
 
 void **sl_job_stage_data(sl_job *job)
 {
-	return &job->stage_data;
+	return &job->data;
 }
 
 sl_worker *sl_job_worker(const sl_job *job)
 {
-	return job->ps->p->worker;
+	return job->req->ps->p->worker;
 }
 
-sl_runtime *sl__job_runtime(const struct sl_job *job)
+sl_runtime *sl__req_runtime(const sl__req *req)
 {
-	return job->ps->p->rt;
+	return req->ps->p->rt;
 }
 
-unsigned sl__job_shard(const struct sl_job *job)
+unsigned sl__req_shard(const sl__req *req)
 {
-	return job->ps->idx;
+	return req->ps->idx;
 }
 
-/* Token path: filters of the stages after the current one, then the user. */
-static void deliver(struct sl_job *job, unsigned from, const char *text, size_t len)
+/* Token path: filters of the stages after the inference stage, in order,
+ * then the caller's on_token. */
+static void deliver(sl__req *req, unsigned from, const char *text, size_t len)
 {
-	sl_pipeline *p = job->ps->p;
+	sl_pipeline *p = req->ps->p;
 	for (unsigned s = from; s < p->n_stages; s++) {
 		const sl_stage_ops *ops = p->stages[s].ops;
 		if (ops->on_token) {
-			uint8_t saved = job->emit_from;
-			job->emit_from = (uint8_t)(s + 1);
-			ops->on_token(job->ps->st[s].ss, job, text, len);
-			job->emit_from = saved;
+			uint8_t saved = req->emit_from;
+			req->emit_from = (uint8_t)(s + 1);
+			ops->on_token(req->ps->st[s].ss, &req->slots[s], text, len);
+			req->emit_from = saved;
 			return;
 		}
 	}
-	if (job->on_token && len)
-		job->on_token(job->user, text, len);
+	if (req->on_token && len)
+		req->on_token(req->user, text, len);
 }
 
 void sl_job_emit(sl_job *job, const char *text, size_t len)
 {
-	deliver(job, job->emit_from, text, len);
+	deliver(job->req, job->req->emit_from, text, len);
 }
 
 /* ------------------------------------------------------------ infer API */
 
 const char *sl_infer_prompt(const sl_infer *call, size_t *len)
 {
-	const struct sl_job *job = SL__JOB_OF_CALL(call);
+	const sl__req *req = SL__REQ_OF_CALL(call);
 	if (len)
-		*len = job->prompt_len;
-	return job->prompt;
+		*len = req->prompt_len;
+	return req->prompt;
 }
 
 const sl_infer_params *sl_infer_params_of(const sl_infer *call)
 {
-	return &SL__JOB_OF_CALL(call)->params;
+	return &SL__REQ_OF_CALL(call)->params;
 }
 
 uint64_t sl_infer_deadline(const sl_infer *call)
 {
-	return SL__JOB_OF_CALL(call)->deadline;
+	return SL__REQ_OF_CALL(call)->deadline;
 }
 
 const char *sl_infer_meta(const sl_infer *call, const char *key)
 {
-	return sl_job_meta(SL__JOB_OF_CALL(call), key);
+	const sl__req *req = SL__REQ_OF_CALL(call);
+	for (size_t i = 0; i < req->n_meta; i++)
+		if (strcmp(req->meta[i].key, key) == 0)
+			return req->meta[i].value;
+	return NULL;
 }
 
 const char *sl_infer_request_id(const sl_infer *call)
 {
-	return SL__JOB_OF_CALL(call)->request_id;
+	return SL__REQ_OF_CALL(call)->request_id;
 }
 
 void **sl_infer_worker_data(sl_infer *call)
@@ -763,24 +924,29 @@ void **sl_infer_worker_data(sl_infer *call)
 
 int sl_infer_token(sl_infer *call, const char *text, size_t len)
 {
-	struct sl_job *job = SL__JOB_OF_CALL(call);
-	if (job->state != J_RUNNING || job->zombie)
+	sl__req *req = SL__REQ_OF_CALL(call);
+	sl__ps *ps = req->ps;
+	unsigned inf = ps->p->inference;
+	if (req->final || inf >= ps->p->n_stages || req->slots[inf].state != S_RUNNING ||
+	    req->slots[inf].zombie)
 		return SL_ECANCELED;
-	if (job->out_cut)
+	if (req->out_cut)
 		return SL_ETOOBIG;
-	sl__ps *ps = job->ps;
 	sl__ps_enter(ps);
-	int rc = sl_dynbuf_add(&job->out, text, len);
+	int rc = sl_dynbuf_add(&req->out, text, len);
 	if (rc == SL_OK) {
-		job->n_tokens++;
+		req->n_tokens++;
 		sl__ctr_add(&ps->tokens_out, 1);
-		if (!job->t_first_token) {
-			job->t_first_token = sl_now_ns();
-			sl__hist_record(ps->ttft, job->t_first_token - job->t_submit);
+		if (!req->t_first_token) {
+			req->t_first_token = sl_now_ns();
+			sl__hist_record(ps->ttft, req->t_first_token - req->t_submit);
 		}
-		deliver(job, (unsigned)job->stage + 1, text, len);
+		req->hold++;
+		deliver(req, inf + 1, text, len);
+		req->hold--;
+		req_release(ps, req);
 	} else if (rc == SL_ETOOBIG) {
-		job->out_cut = 1;
+		req->out_cut = 1;
 	}
 	sl__ps_exit(ps);
 	return rc;
@@ -789,13 +955,13 @@ int sl_infer_token(sl_infer *call, const char *text, size_t len)
 void sl_infer_done(sl_infer *call, int status, const char *detail,
                    const sl_usage *usage)
 {
-	struct sl_job *job = SL__JOB_OF_CALL(call);
+	sl__req *req = SL__REQ_OF_CALL(call);
 	if (usage) {
-		job->usage = *usage;
-		if (job->out_cut && status == SL_OK)
-			job->usage.finish_reason = "length";
+		req->usage = *usage;
+		if (req->out_cut && status == SL_OK)
+			req->usage.finish_reason = "length";
 	}
-	sl_job_done(job, status, detail);
+	sl_job_done(&req->slots[req->ps->p->inference], status, detail);
 }
 
 /* ------------------------------------------------------------ create */
@@ -1004,7 +1170,7 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 	if (o->n_stages < 1 || o->n_stages > SL_MAX_STAGES || !o->stages)
 		return fail(err, errlen, "a pipeline needs 1..%d stages (got %u)",
 		            SL_MAX_STAGES, o->n_stages);
-	int has_inference = 0;
+	unsigned has_inference = 0;
 	for (unsigned s = 0; s < o->n_stages; s++) {
 		const sl_stage_def *d = &o->stages[s];
 		if (!d->name || !*d->name)
@@ -1022,8 +1188,57 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 			if (strcmp(o->stages[k].name, d->name) == 0)
 				return fail(err, errlen, "stage name %s is used twice", d->name);
 		if (d->ops == &sl_stage_inference)
-			has_inference = 1;
+			has_inference++;
+		if (d->after && d->n_after > SL_MAX_STAGES)
+			return fail(err, errlen, "stage %s: too many predecessors", d->name);
+		for (unsigned k = 0; d->after && k < d->n_after; k++) {
+			const char *a = d->after[k];
+			unsigned j;
+			for (j = 0; j < s; j++)
+				if (a && strcmp(o->stages[j].name, a) == 0)
+					break;
+			if (j == s) {
+				unsigned later;
+				for (later = s; later < o->n_stages; later++)
+					if (a && strcmp(o->stages[later].name, a) == 0)
+						break;
+				if (later < o->n_stages)
+					return fail(err, errlen,
+					            "stage %s: after %s, which is not earlier in the list "
+					            "(stages must be in topological order)", d->name, a);
+				return fail(err, errlen, "stage %s: after unknown stage %s", d->name,
+				            a ? a : "(null)");
+			}
+			for (unsigned m = 0; m < k; m++)
+				if (strcmp(d->after[m], a) == 0)
+					return fail(err, errlen, "stage %s: after %s twice", d->name, a);
+		}
 	}
+	if (has_inference > 1)
+		return fail(err, errlen, "a pipeline has at most one inference stage");
+	/* edges: after == NULL means the previous stage */
+	uint8_t npred[SL_MAX_STAGES] = {0}, nsucc[SL_MAX_STAGES] = {0};
+	uint8_t pred[SL_MAX_STAGES][SL_MAX_STAGES];
+	for (unsigned s = 0; s < o->n_stages; s++) {
+		const sl_stage_def *d = &o->stages[s];
+		if (!d->after) {
+			if (s > 0)
+				pred[s][npred[s]++] = (uint8_t)(s - 1);
+			continue;
+		}
+		for (unsigned k = 0; k < d->n_after; k++)
+			for (unsigned j = 0; j < s; j++)
+				if (strcmp(o->stages[j].name, d->after[k]) == 0)
+					pred[s][npred[s]++] = (uint8_t)j;
+	}
+	for (unsigned s = 0; s < o->n_stages; s++)
+		for (unsigned k = 0; k < npred[s]; k++)
+			nsucc[pred[s][k]]++;
+	for (unsigned s = 0; s + 1 < o->n_stages; s++)
+		if (nsucc[s] == 0)
+			return fail(err, errlen,
+			            "stage %s has no successor: only the last stage (%s) may end "
+			            "the pipeline", o->stages[s].name, o->stages[o->n_stages - 1].name);
 	if (has_inference && !o->worker)
 		return fail(err, errlen, "the inference stage needs a worker");
 	if (o->max_input > ((size_t)1 << 31) || o->max_output > ((size_t)1 << 31))
@@ -1040,6 +1255,8 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 	p->max_output = o->max_output ? o->max_output : SL_DEFAULT_MAX_OUTPUT;
 	p->trace = o->trace;
 	p->n_stages = o->n_stages;
+	p->sink = o->n_stages - 1;
+	p->inference = o->n_stages; /* none until found */
 	atomic_init(&p->closing, 0);
 	int rc = p->name ? SL_OK : SL_ENOMEM;
 	for (unsigned s = 0; s < o->n_stages && rc == SL_OK; s++) {
@@ -1052,6 +1269,14 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 		sd->overflow = d->overflow;
 		sd->timeout_ms = d->timeout_ms;
 		p->stage_names[s] = sd->name;
+		sd->n_pred = npred[s];
+		memcpy(sd->pred, pred[s], npred[s]);
+		for (unsigned k = 0; k < npred[s]; k++) {
+			sl__stage *ps_ = &p->stages[pred[s][k]];
+			ps_->succ[ps_->n_succ++] = (uint8_t)s;
+		}
+		if (d->ops == &sl_stage_inference)
+			p->inference = s;
 		if (d->timeout_ms)
 			p->any_timeout = 1;
 		if (d->ops == &sl_stage_inference && o->worker && o->worker->ops->max_concurrency) {
@@ -1145,13 +1370,20 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	if (req->params.stop)
 		for (; req->params.stop[n_stop]; n_stop++)
 			extra += strlen(req->params.stop[n_stop]) + 1;
+	size_t slots = sizeof(struct sl_job) * p->n_stages;
 	size_t times = sizeof(sl_stage_times) * p->n_stages;
-	size_t base = (sizeof(struct sl_job) + times + 15) & ~(size_t)15;
+	size_t base = (sizeof(sl__req) + slots + times + 15) & ~(size_t)15;
 	size_t ptrs = req->n_meta * sizeof(sl_kv) + (n_stop ? (n_stop + 1) * sizeof(char *) : 0);
-	struct sl_job *job = malloc(base + ptrs + sess_len + rid_len + in_len + extra + 3);
+	sl__req *job = malloc(base + ptrs + sess_len + rid_len + in_len + extra + 3);
 	if (!job)
 		return SL_ENOMEM;
-	memset(job, 0, sizeof *job + times);
+	memset(job, 0, sizeof *job + slots + times);
+	job->times = (sl_stage_times *)((char *)job + sizeof *job + slots);
+	for (unsigned s = 0; s < p->n_stages; s++) {
+		job->slots[s].req = job;
+		job->slots[s].stage = (uint8_t)s;
+		job->slots[s].waiting = p->stages[s].n_pred;
+	}
 
 	unsigned shard = sl_shard_for_session(req->session, sess_len, p->n_shards);
 	sl__ps *ps = p->ps[shard];
@@ -1196,7 +1428,6 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	job->on_token = req->on_token;
 	job->on_done = req->on_done;
 	job->user = req->user;
-	job->state = J_INBOX;
 	sl_dynbuf_init(&job->context, p->max_input);
 	sl_dynbuf_init(&job->out, p->max_output);
 	job->t_submit = sl_now_ns();
@@ -1214,7 +1445,7 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 		}
 	}
 	if (rc != SL_OK) {
-		job_free(job);
+		req_free(job);
 		return rc;
 	}
 	if (h)
@@ -1249,9 +1480,10 @@ static void cancel_fn(void *arg)
 	sl__ps *ps = m->ps;
 	sl__ps_enter(ps);
 	ps_now(ps);
-	struct sl_job *job = map_get(ps, m->id);
-	if (job) {
-		abort_job(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, "cancelled by caller");
+	sl__req *req = map_get(ps, m->id);
+	if (req) {
+		end_req(ps, req, SL_OUTCOME_CANCELLED, SL_ECANCELED, req->last_stage,
+		        "cancelled by caller");
 	} else {
 		/* Not admitted yet (still in the inbox) or already ended: remember
 		 * it for admission; a bounded ring, oldest forgotten first. */
@@ -1300,28 +1532,27 @@ static void cancel_all_fn(void *arg)
 	/* admit whatever is still in the inbox, so it ends as cancelled too */
 	void *it;
 	while (sl_queue_pop(ps->inbox, &it) == SL_OK) {
-		struct sl_job *job = it;
-		sl__ctr_add(&ps->submitted, 1);
-		sl__ctr_add(&ps->live, 1);
-		map_put(ps, job);
-		job->stage = 0;
+		sl__req *req = it;
+		admit_count(ps, req);
 		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
-		finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "drain timeout");
+		finish(ps, req, SL_OUTCOME_CANCELLED, SL_ECANCELED, 0, "drain timeout");
 	}
-	/* queued jobs in bulk (removing them one by one would be O(n^2)) */
+	/* queued requests in bulk (removing them one by one is O(n^2)) */
 	for (unsigned s = 0; s < ps->p->n_stages; s++) {
 		sl__stage_rt *st = &ps->st[s];
 		while (sl_pq_pop(&st->queue, &it) == SL_OK) {
 			struct sl_job *job = it;
+			sl__req *req = job->req;
 			sl__ctr_add(&st->ctr.queued, -1);
-			sl__ctr_add(&st->ctr.cancelled, 1);
-			finish(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, (int)s, "drain timeout");
+			job->state = S_DONE;
+			end_req(ps, req, SL_OUTCOME_CANCELLED, SL_ECANCELED, (int)s, "drain timeout");
 		}
 	}
 	for (size_t i = 0; i <= ps->map_mask; i++) {
 		while (ps->map_k[i]) {
-			struct sl_job *job = ps->map_v[i];
-			abort_job(ps, job, SL_OUTCOME_CANCELLED, SL_ECANCELED, "drain timeout");
+			sl__req *req = ps->map_v[i];
+			end_req(ps, req, SL_OUTCOME_CANCELLED, SL_ECANCELED, req->last_stage,
+			        "drain timeout");
 		}
 	}
 	sl__ps_exit(ps);
@@ -1331,7 +1562,7 @@ static int all_idle(sl_pipeline *p)
 {
 	for (unsigned i = 0; i < p->n_shards; i++) {
 		sl__ps *ps = p->ps[i];
-		if (atomic_load_explicit(&ps->live, memory_order_relaxed) ||
+		if (atomic_load_explicit(&ps->alive, memory_order_relaxed) ||
 		    sl_queue_size(ps->inbox))
 			return 0;
 	}

@@ -10,8 +10,9 @@
  *   `door_shed` (atomic, producers), the ready list (MPSC), and the counters,
  *   which the shard writes (single writer, relaxed atomic stores) and any
  *   thread reads under the sequence lock `seq`.
- * sl_job: created by the submitting thread, owned by the shard from the
- *   moment it is popped from the inbox until it is freed after on_done.
+ * sl__req (a request) and its sl_job slots (one per stage): created by the
+ *   submitting thread, owned by the shard from the moment it is popped from
+ *   the inbox until it is freed after on_done.
  *
  * Sequence lock: every entry from the event loop into a ps that changes
  * counters runs between ps_enter() and ps_exit() (nesting allowed), so a
@@ -31,35 +32,53 @@
 
 typedef struct sl__ps sl__ps;
 
-typedef enum job_state {
-	J_INBOX = 0, /* pushed, not yet admitted by the shard */
-	J_QUEUED,    /* in stage[stage].queue */
-	J_RUNNING,   /* in stage[stage] work */
-	J_BLOCKED,   /* stage[stage] done, waiting for room downstream */
-	J_DONE       /* outcome delivered */
-} job_state;
+/* State of a request in one stage (a slot). */
+typedef enum slot_state {
+	S_NONE = 0, /* not there (yet) */
+	S_QUEUED,   /* in the stage's queue */
+	S_RUNNING,  /* in the stage's work */
+	S_BLOCKED,  /* work done, waiting for room downstream (holds its slot) */
+	S_DONE      /* passed */
+} slot_state;
 
 struct sl_infer {
 	void *wdata; /* worker's per-call pointer */
 };
 
+typedef struct sl__req sl__req;
+
+/* One stage's view of a request: what stage ops receive and what stage
+ * queues hold.  A request has one per stage (in a DAG it may be in several
+ * stages at once: fan-out branches). */
 struct sl_job {
-	sl__ps *ps;
-	struct sl_job *next; /* done list / inbox overflow */
-	uint64_t id;
-	uint8_t state;
+	sl__req *req;
+	struct sl_job *next;  /* the stage's done list */
+	void *data;           /* sl_job_stage_data() */
+	uint64_t stage_deadline; /* absolute ns while running, 0 = none */
 	uint8_t stage;
-	uint8_t priority;
+	uint8_t state;        /* slot_state */
+	uint8_t waiting;      /* predecessors not done yet (joins) */
 	uint8_t in_run;       /* inside ops->run() */
 	uint8_t inline_done;  /* sl_job_done() called inside run() */
+	uint8_t zombie;       /* request ended while this stage could not cancel */
+	int inline_status;
+};
+
+/* A request on its shard. */
+struct sl__req {
+	sl__ps *ps;
+	uint64_t id;
+	uint8_t priority;
 	uint8_t timer_armed;
 	uint8_t timer_init;
-	uint8_t zombie;       /* ended while its stage could not cancel */
 	uint8_t out_cut;      /* output hit max_output */
 	uint8_t emit_from;    /* token filter position */
-	int inline_status;
-	uint64_t deadline;       /* absolute ns, 0 = none */
-	uint64_t stage_deadline; /* absolute ns, 0 = none */
+	uint8_t final;        /* outcome delivered */
+	uint8_t admitted;
+	uint8_t last_stage;   /* last stage entered (reports) */
+	uint16_t hold;        /* frames on the stack still using the request */
+	uint16_t zombies;     /* slots whose stage could not cancel */
+	uint64_t deadline;    /* absolute ns, 0 = none */
 	uint64_t t_submit, t_first_token;
 	char *request_id;
 	char *session;
@@ -81,10 +100,10 @@ struct sl_job {
 	char *detail;    /* failure detail (owned) */
 	size_t n_tokens;
 	sl_usage usage;
-	void *stage_data;
 	struct sl_infer call;
 	struct event timer;
-	sl_stage_times times[]; /* n_stages */
+	sl_stage_times *times;  /* n_stages, after slots */
+	struct sl_job slots[];  /* n_stages */
 };
 
 typedef struct sl__stage {
@@ -95,6 +114,9 @@ typedef struct sl__stage {
 	uint32_t queue, conc;
 	sl_overflow overflow;
 	uint32_t timeout_ms;
+	uint8_t n_pred, n_succ;
+	uint8_t pred[SL_MAX_STAGES];
+	uint8_t succ[SL_MAX_STAGES];
 } sl__stage;
 
 /* Counters written by the shard thread only (relaxed store of load + d). */
@@ -132,10 +154,11 @@ struct sl__ps {
 	/* counters (single writer) */
 	_Atomic uint64_t submitted, tokens_out;
 	_Atomic uint64_t outcomes[SL_OUTCOME__COUNT];
-	_Atomic uint64_t live;         /* admitted, not yet freed (incl. zombies) */
+	_Atomic uint64_t live;         /* admitted, no outcome yet (the identity's in_flight) */
+	_Atomic uint64_t alive;        /* allocated on this shard: live + ended zombies */
 	sl_histogram *e2e, *ttft;
-	/* id -> job map for cancellation (shard) */
-	struct sl_job **map_v;
+	/* id -> request map for cancellation (shard) */
+	struct sl__req **map_v;
 	uint64_t *map_k;
 	size_t map_mask;
 	uint64_t early[SL__EARLY_CANCELS];
@@ -154,14 +177,15 @@ struct sl_pipeline {
 	size_t max_input, max_output;
 	int trace;
 	int any_timeout;
+	unsigned sink;       /* the stage without successors (the last) */
+	unsigned inference;  /* index of the inference stage, n_stages if none */
 	_Atomic int closing;
 	int drained;
 	int drain_rc;
 	sl__ps **ps;
 };
 
-#define SL__JOB_OF_CALL(c) \
-	((struct sl_job *)((char *)(c) - offsetof(struct sl_job, call)))
+#define SL__REQ_OF_CALL(c) ((sl__req *)((char *)(c) - offsetof(sl__req, call)))
 
 /* Single-writer counter update. */
 static inline void sl__ctr_add(_Atomic uint64_t *c, int64_t d)
@@ -184,7 +208,7 @@ struct sl_worker {
 /* Shard thread: starts the worker on this shard (refcounted). */
 int sl__worker_attach(sl_worker *w, sl_runtime *rt, sl__shard *sh, void **wss);
 void sl__worker_detach(sl_worker *w, sl__shard *sh);
-sl_runtime *sl__job_runtime(const struct sl_job *job);
-unsigned sl__job_shard(const struct sl_job *job);
+sl_runtime *sl__req_runtime(const sl__req *req);
+unsigned sl__req_shard(const sl__req *req);
 
 #endif

@@ -3,7 +3,9 @@
  * Each shard's counters are read under its sequence lock (see
  * pipeline_int.h), so within a shard the accounting identity
  *   submitted = completed + failed + shed + cancelled + expired + in_flight
- * holds exactly; summing shards keeps it.  Histograms are merged without
+ * holds exactly (in_flight: requests admitted without an outcome yet,
+ * counted up at admission and down in finish(), apart from the outcome
+ * counters); summing shards keeps it.  Histograms are merged without
  * the lock (they are not part of the identity). */
 #include <sched.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 typedef struct ps_copy {
-	uint64_t submitted, tokens_out, outcomes[SL_OUTCOME__COUNT];
+	uint64_t submitted, tokens_out, live, outcomes[SL_OUTCOME__COUNT];
 	struct {
 		uint64_t enqueued, processed, shed, failed, expired, cancelled, queued, running;
 	} st[SL_MAX_STAGES];
@@ -31,6 +33,7 @@ static void read_ps(sl__ps *ps, unsigned n_stages, ps_copy *c)
 		}
 		c->submitted = LD(ps->submitted);
 		c->tokens_out = LD(ps->tokens_out);
+		c->live = LD(ps->live);
 		for (int o = 0; o < SL_OUTCOME__COUNT; o++)
 			c->outcomes[o] = LD(ps->outcomes[o]);
 		for (unsigned s = 0; s < n_stages; s++) {
@@ -78,6 +81,7 @@ int sl_pipeline_snapshot(sl_pipeline *p, sl_snapshot *out)
 		uint64_t door = atomic_load_explicit(&ps->door_shed, memory_order_relaxed);
 		out->submitted += c.submitted + door;
 		out->tokens_out += c.tokens_out;
+		out->in_flight += c.live;
 		for (int o = 0; o < SL_OUTCOME__COUNT; o++)
 			out->outcomes[o] += c.outcomes[o];
 		out->outcomes[SL_OUTCOME_SHED] += door;
@@ -92,7 +96,6 @@ int sl_pipeline_snapshot(sl_pipeline *p, sl_snapshot *out)
 			t->cancelled += c.st[s].cancelled;
 			t->queued += c.st[s].queued;
 			t->running += c.st[s].running;
-			out->in_flight += c.st[s].queued + c.st[s].running;
 			sl__hist_merge(&h[2 * s], ps->st[s].lat);
 			sl__hist_merge(&h[2 * s + 1], ps->st[s].wait);
 		}

@@ -62,18 +62,22 @@ const sl_stage_ops sl_stage_assemble = {.kind = "assemble", .run = assemble_run}
 /* ---- inference ---- */
 static int inference_run(void *ss, sl_job *job)
 {
-	sl_worker *w = job->ps->p->worker;
-	int rc = w->ops->infer(job->ps->wss, &job->call);
+	sl__req *req = job->req;
+	sl_worker *w = req->ps->p->worker;
+	int rc = w->ops->infer(req->ps->wss, &req->call);
 	return rc == SL_OK ? SL_EPENDING : rc;
 }
 
 static void inference_cancel(void *ss, sl_job *job)
 {
-	sl_worker *w = job->ps->p->worker;
-	if (w->ops->cancel)
-		w->ops->cancel(job->ps->wss, &job->call);
-	else
+	sl__req *req = job->req;
+	sl_worker *w = req->ps->p->worker;
+	if (w->ops->cancel) {
+		w->ops->cancel(req->ps->wss, &req->call);
+	} else {
 		job->zombie = 1; /* the call completes later; memory kept till then */
+		req->zombies++;
+	}
 }
 
 const sl_stage_ops sl_stage_inference = {

@@ -145,9 +145,9 @@ static int blk_infer(void *ssv, sl_infer *call)
 	j->len = len;
 	j->st = s;
 	j->call = call;
-	struct sl_job *job = SL__JOB_OF_CALL(call);
-	j->rt = sl__job_runtime(job);
-	j->shard = sl__job_shard(job);
+	sl__req *req = SL__REQ_OF_CALL(call);
+	j->rt = sl__req_runtime(req);
+	j->shard = sl__req_shard(req);
 	j->pj.run = run_fn;
 	*sl_infer_worker_data(call) = j;
 	int rc = sl_pool_submit(s->pool, &j->pj);

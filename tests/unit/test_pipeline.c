@@ -635,6 +635,222 @@ static void invalid_configuration(void **st)
 	sl_runtime_destroy(rt);
 }
 
+
+/* ---------------------------------------------------------------- DAG */
+
+static int ctx_a_run(void *ss, sl_job *job)
+{
+	return sl_job_add_context(job, "[A]", 3);
+}
+static int ctx_b_run(void *ss, sl_job *job)
+{
+	return sl_job_add_context(job, "[B]", 3);
+}
+static int fail_run(void *ss, sl_job *job)
+{
+	sl_job_done(job, SL_EWORKER, "retriever exploded"); /* inline failure */
+	return SL_EPENDING;
+}
+static const sl_stage_ops ctx_a = {.kind = "ctx_a", .run = ctx_a_run};
+static const sl_stage_ops ctx_b = {.kind = "ctx_b", .run = ctx_b_run};
+static const sl_stage_ops failing = {.kind = "fail", .run = fail_run};
+
+static sl_delay_cfg d20 = {.delay_us = 20000};
+static const char *const no_after[] = {NULL};
+static const char *const after_ab[] = {"ret_a", "ret_b"};
+
+/* two retrievers (roots) -> assemble (join) -> inference -> post -> stream */
+static void make_fanout(sl_stage_def st[6], const sl_stage_ops *a, const void *acfg,
+                        const sl_stage_ops *b, const void *bcfg)
+{
+	sl_pipeline_opts po;
+	sl_stage_def d5[5];
+	sl_pipeline_default(&po, d5, NULL);
+	memset(st, 0, 6 * sizeof *st);
+	st[0] = d5[0];
+	st[0].name = "ret_a";
+	st[0].ops = a;
+	st[0].cfg = acfg;
+	st[0].after = no_after;
+	st[0].n_after = 0;
+	st[1] = d5[0];
+	st[1].name = "ret_b";
+	st[1].ops = b;
+	st[1].cfg = bcfg;
+	st[1].after = no_after;
+	st[1].n_after = 0;
+	st[2] = d5[1];
+	st[2].after = after_ab;
+	st[2].n_after = 2;
+	st[3] = d5[2];
+	st[4] = d5[3];
+	st[5] = d5[4];
+}
+
+static void dag_up(fx *f, sl_stage_def st[6], unsigned shards)
+{
+	memset(f, 0, sizeof *f);
+	sl_runtime_opts ro = {.shards = shards, .no_pin = 1};
+	assert_int_equal(sl_runtime_create(&ro, &f->rt), SL_OK);
+	assert_int_equal(sl_worker_echo_create(NULL, &f->w), SL_OK);
+	sl_pipeline_opts po = {.name = "fanout", .stages = st, .n_stages = 6, .worker = f->w};
+	char err[256];
+	int rc = sl_pipeline_create(f->rt, &po, &f->p, err, sizeof err);
+	if (rc != SL_OK)
+		fail_msg("pipeline_create: %s", err);
+	coll_init(&f->c, f->rt);
+}
+
+static void fanout_join_gets_both_contexts(void **st_)
+{
+	sl_stage_def st[6];
+	make_fanout(st, &ctx_a, NULL, &ctx_b, NULL);
+	fx f;
+	dag_up(&f, st, 2);
+	enum { N = 300 };
+	treq *t = calloc(N, sizeof *t);
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		char sess[16];
+		snprintf(sess, sizeof sess, "f%d", i);
+		t_req(&req, &t[i], &f.c, sess, "what now");
+		assert_int_equal(sl_pipeline_submit(f.p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(coll_wait(&f.c, N, 10000), N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(t[i].r.outcome, SL_OUTCOME_COMPLETED);
+		assert_string_equal(t[i].r.text, "Context: [A][B] Question: what now");
+	}
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.submitted, N);
+	assert_int_equal(s.in_flight, 0);
+	for (unsigned k = 0; k < s.n_stages; k++)
+		assert_int_equal(s.stages[k].processed, N);
+	sl_snapshot_release(&s);
+	check_identity(f.p);
+	fx_down(&f);
+	free(t);
+}
+
+static void fanout_join_waits_for_the_slow_branch(void **st_)
+{
+	sl_stage_def st[6];
+	make_fanout(st, &sl_stage_delay, &d20, &ctx_b, NULL);
+	fx f;
+	dag_up(&f, st, 1);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "slow", "q");
+	uint64_t t0 = sl_now_ns();
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 5000), 1);
+	assert_true(sl_now_ns() - t0 >= 20000000ull);
+	assert_int_equal(t.r.outcome, SL_OUTCOME_COMPLETED);
+	assert_string_equal(t.r.text, "Context: [B] Question: q");
+	fx_down(&f);
+}
+
+static void fanout_branch_failure_ends_once(void **st_)
+{
+	sl_stage_def st[6];
+	/* branch a waits 20 ms on a timer, branch b fails at once: the request
+	 * fails once, naming ret_b, and branch a's timer is cancelled */
+	make_fanout(st, &sl_stage_delay, &d20, &failing, NULL);
+	fx f;
+	dag_up(&f, st, 2);
+	enum { N = 100 };
+	treq *t = calloc(N, sizeof *t);
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		char sess[16];
+		snprintf(sess, sizeof sess, "x%d", i);
+		t_req(&req, &t[i], &f.c, sess, "q");
+		assert_int_equal(sl_pipeline_submit(f.p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(coll_wait(&f.c, N, 5000), N);
+	msleep(50); /* a second callback would show up here */
+	assert_int_equal(f.c.n, N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(t[i].r.done, 1);
+		assert_int_equal(t[i].r.outcome, SL_OUTCOME_FAILED);
+		assert_string_equal(t[i].r.stage, "ret_b");
+		assert_string_equal(t[i].r.reason, "retriever exploded");
+	}
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.in_flight, 0);
+	assert_int_equal(s.stages[0].running, 0); /* the delay branch let go */
+	assert_int_equal(s.stages[1].failed, N);
+	sl_snapshot_release(&s);
+	check_identity(f.p);
+	fx_down(&f);
+	free(t);
+}
+
+static void fanout_cancel_mid_branch(void **st_)
+{
+	static sl_delay_cfg long_d = {.delay_us = 5000000};
+	sl_stage_def st[6];
+	make_fanout(st, &sl_stage_delay, &long_d, &ctx_b, NULL);
+	fx f;
+	dag_up(&f, st, 1);
+	treq t;
+	sl_request req;
+	t_req(&req, &t, &f.c, "c", "q");
+	sl_request_handle h;
+	assert_int_equal(sl_pipeline_submit(f.p, &req, 0, &h), SL_OK);
+	msleep(30);
+	assert_int_equal(sl_pipeline_cancel(f.p, h), SL_OK);
+	assert_int_equal(coll_wait(&f.c, 1, 2000), 1);
+	assert_int_equal(t.r.outcome, SL_OUTCOME_CANCELLED);
+	check_identity(f.p);
+	fx_down(&f);
+}
+
+static void dag_validation(void **st_)
+{
+	sl_runtime *rt;
+	sl_runtime_opts ro = {.shards = 1, .no_pin = 1};
+	assert_int_equal(sl_runtime_create(&ro, &rt), SL_OK);
+	sl_worker *w;
+	assert_int_equal(sl_worker_echo_create(NULL, &w), SL_OK);
+	sl_stage_def st[6];
+	sl_pipeline *p = NULL;
+	char err[256];
+	sl_pipeline_opts po = {.name = "v", .stages = st, .n_stages = 6, .worker = w};
+
+	make_fanout(st, &ctx_a, NULL, &ctx_b, NULL);
+	static const char *const bad[] = {"ret_a", "nope"};
+	st[2].after = bad;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage assemble: after unknown stage nope");
+
+	make_fanout(st, &ctx_a, NULL, &ctx_b, NULL);
+	static const char *const later[] = {"inference"};
+	st[2].after = later;
+	st[2].n_after = 1;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage assemble: after inference, which is not earlier in the "
+	                         "list (stages must be in topological order)");
+
+	make_fanout(st, &ctx_a, NULL, &ctx_b, NULL);
+	static const char *const only_b[] = {"ret_b"};
+	st[2].after = only_b; /* ret_a leads nowhere */
+	st[2].n_after = 1;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "stage ret_a has no successor: only the last stage (stream) "
+	                         "may end the pipeline");
+
+	make_fanout(st, &ctx_a, NULL, &ctx_b, NULL);
+	st[4].ops = &sl_stage_inference;
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_EINVAL);
+	assert_string_equal(err, "a pipeline has at most one inference stage");
+	assert_null(p);
+	sl_worker_destroy(w);
+	sl_runtime_destroy(rt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -652,6 +868,11 @@ int main(void)
 		cmocka_unit_test(max_tokens_and_output_bound),
 		cmocka_unit_test(bad_input),
 		cmocka_unit_test(invalid_configuration),
+		cmocka_unit_test(fanout_join_gets_both_contexts),
+		cmocka_unit_test(fanout_join_waits_for_the_slow_branch),
+		cmocka_unit_test(fanout_branch_failure_ends_once),
+		cmocka_unit_test(fanout_cancel_mid_branch),
+		cmocka_unit_test(dag_validation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
