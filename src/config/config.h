@@ -50,7 +50,7 @@ void sl_cfg_diags_free(sl_cfg_diags *d); /* frees the entries; d itself is the c
 /* --- the model ---------------------------------------------------------- */
 
 typedef struct sl_cfg_admin {
-	int enabled;         /* default 1: /admin/* on the main listener */
+	int enabled;         /* default 1: the /admin/ API on the main listener */
 	char *token_env;     /* NULL: no token needed (loopback listeners only);
 	                      * else requests need "Authorization: Bearer $VAR" */
 } sl_cfg_admin;
