@@ -4,4 +4,6 @@
 #define SL_CLI_H
 int sl_cli_demo(int argc, char **argv);
 int sl_cli_serve(int argc, char **argv);
+int sl_cli_check_config(int argc, char **argv);
+int sl_cli_config(int argc, char **argv);
 #endif

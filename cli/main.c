@@ -13,6 +13,8 @@ static void usage(FILE *f)
 	        "commands:\n"
 	        "  serve           the OpenAI-compatible gateway (default: model 'echo' on :8080)\n"
 	        "  mock-upstream   a fast OpenAI-compatible mock model server for tests\n"
+	        "  check-config F  validate a configuration file (exit 0 valid, 1 invalid, 2 unreadable)\n"
+	        "  config          --print-default: the embedded default configuration, commented\n"
 	        "  demo            send the seed's 10 demo requests through the pipeline\n"
 	        "  version         print the version\n"
 	        "  help            this text\n"
@@ -31,6 +33,10 @@ int main(int argc, char **argv)
 		return sl_cli_serve(argc - 1, argv + 1);
 	if (strcmp(cmd, "mock-upstream") == 0)
 		return sl_mock_upstream_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "check-config") == 0)
+		return sl_cli_check_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "config") == 0)
+		return sl_cli_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return sl_cli_demo(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

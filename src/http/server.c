@@ -42,12 +42,22 @@
 
 typedef struct srv_shard srv_shard;
 
+/* The models served: swapped whole on reload (RCU-like: readers use a
+ * table only inside one callback on a shard thread; the writer frees the
+ * old table after every shard has passed a quiescent point). */
+typedef struct route_table {
+	sl_model_route *routes;
+	size_t n;
+} route_table;
+
 struct sl_server {
 	sl_runtime *rt;
 	sl_server_opts o;
 	char *host;
-	sl_model_route *routes;
-	size_t n_routes;
+	_Atomic(route_table *) table;
+	sl_admin_fn admin_fn;
+	void *admin_arg;
+	char *admin_token;
 	uint16_t port;
 	_Atomic int accepting;
 	srv_shard **sh;
@@ -69,7 +79,9 @@ struct srv_shard {
 typedef struct hreq {
 	srv_shard *ss;                  /* connection's shard: owner */
 	sl_h1_req *req;                 /* NULL once answered or the client left */
-	const sl_model_route *route;
+	sl_pipeline *pipeline;          /* valid until the outcome is seen */
+	char model[128];                /* the public model name */
+	int pass_messages;
 	sl_request_handle h;
 	int submitted;
 	int gone;                       /* client went away */
@@ -258,7 +270,7 @@ static void flush_fn(void *arg)
 		hdrs hs = {.n = 0};
 		hadd(&hs, "Content-Type", "application/json");
 		hadd(&hs, "X-Request-Id", h->request_id);
-		hadd(&hs, "X-Sluice-Model", h->route->name);
+		hadd(&hs, "X-Sluice-Model", h->model);
 		if (h->upstream_status[0])
 			hadd(&hs, "X-Upstream-Status", h->upstream_status);
 		char ra[16];
@@ -282,7 +294,7 @@ static void flush_fn(void *arg)
 		hadd(&hs, "Content-Type", "text/event-stream");
 		hadd(&hs, "Cache-Control", "no-cache");
 		hadd(&hs, "X-Request-Id", h->request_id);
-		hadd(&hs, "X-Sluice-Model", h->route->name);
+		hadd(&hs, "X-Sluice-Model", h->model);
 		if (sl_h1_reply_start(req, 200, hs.h, hs.n) != SL_OK) {
 			free(data);
 			return; /* client gone: the close callback follows */
@@ -299,7 +311,7 @@ static void flush_fn(void *arg)
 		/* the client stopped reading: give up on it */
 		SL_LOG(SL_LOG_WARN, "event=slow_client req=%s pending=%zu", h->request_id,
 		       sl_h1_pending_output(req));
-		sl_pipeline_cancel(h->route->pipeline, h->h);
+		sl_pipeline_cancel(h->pipeline, h->h);
 	}
 	if (finished) {
 		sl_h1_reply_end(req);
@@ -326,7 +338,7 @@ static void post_flush(hreq *h)
 
 static sl_oai_meta meta_of(const hreq *h)
 {
-	sl_oai_meta m = {.id = h->resp_id, .model = h->route->name, .created = h->created};
+	sl_oai_meta m = {.id = h->resp_id, .model = h->model, .created = h->created};
 	return m;
 }
 
@@ -481,8 +493,13 @@ static void on_client_gone(sl_h1_req *r, void *arg)
 	hreq *h = arg;
 	h->gone = 1;
 	h->req = NULL;
-	if (h->submitted)
-		sl_pipeline_cancel(h->route->pipeline, h->h); /* outcome comes back */
+	/* Cancel unless the outcome is already in: after it, the pipeline may
+	 * be gone (a reload drains and destroys it). */
+	pthread_mutex_lock(&h->mx);
+	int finished = h->finished;
+	pthread_mutex_unlock(&h->mx);
+	if (h->submitted && !finished)
+		sl_pipeline_cancel(h->pipeline, h->h); /* the outcome comes back */
 	/* parked: the retry finds it gone and frees it */
 }
 
@@ -508,7 +525,7 @@ static void ready_fn(void *arg)
 static void try_submit(hreq *h)
 {
 	srv_shard *ss = h->ss;
-	sl_pipeline *p = h->route->pipeline;
+	sl_pipeline *p = h->pipeline;
 	int rc = sl_pipeline_submit(p, &h->sreq, 0, &h->h);
 	if (rc == SL_OK) {
 		h->submitted = 1;
@@ -551,11 +568,13 @@ static void try_submit(hreq *h)
 
 /* ------------------------------------------------------------ routing */
 
+/* Shard thread; the result is valid until the callback returns. */
 static const sl_model_route *find_route(sl_server *s, const char *model)
 {
-	for (size_t i = 0; i < s->n_routes; i++)
-		if (strcmp(s->routes[i].name, model) == 0)
-			return &s->routes[i];
+	route_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->routes[i].name, model) == 0)
+			return &t->routes[i];
 	return NULL;
 }
 
@@ -623,8 +642,6 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 		return;
 	}
 	sl_oai_limits lim = {.max_input = 0};
-	sl_pipeline *p0 = s->routes[0].pipeline;
-	(void)p0;
 	sl_oai_req *oai = NULL;
 	sl_oai_error err;
 	int rc = sl_oai_req_parse(kind, body, blen, &lim, &oai, &err);
@@ -687,7 +704,9 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 	sl_dynbuf_init(&h->pending, 64u << 20);
 	h->ss = ss;
 	h->req = req;
-	h->route = route;
+	h->pipeline = route->pipeline;
+	snprintf(h->model, sizeof h->model, "%s", route->name);
+	h->pass_messages = route->pass_messages;
 	h->kind = kind;
 	h->stream = oai->stream;
 	h->include_usage = oai->include_usage;
@@ -742,7 +761,7 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 		h->meta[nm].key = "traceparent";
 		h->meta[nm++].value = tp; /* copied by submit, req alive till then */
 	}
-	if (route->pass_messages && kind == SL_OAI_CHAT) {
+	if (h->pass_messages && kind == SL_OAI_CHAT) {
 		const json_t *doc = sl_oai_req_json(oai);
 		json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
 		h->messages_json = msgs ? json_dumps(msgs, JSON_COMPACT) : NULL;
@@ -762,14 +781,15 @@ static void handle_models(srv_shard *ss, sl_h1_req *req)
 	sl_dynbuf b;
 	sl_dynbuf_init(&b, 1u << 20);
 	sl_dynbuf_addstr(&b, "{\"object\":\"list\",\"data\":[");
-	for (size_t i = 0; i < ss->srv->n_routes; i++) {
+	route_table *t = atomic_load_explicit(&ss->srv->table, memory_order_acquire);
+	for (size_t i = 0; i < t->n; i++) {
 		if (i)
 			sl_dynbuf_addstr(&b, ",");
 		sl_dynbuf_addstr(&b, "{\"id\":");
-		sl_oai_json_string(&b, ss->srv->routes[i].name, strlen(ss->srv->routes[i].name));
+		sl_oai_json_string(&b, t->routes[i].name, strlen(t->routes[i].name));
 		sl_dynbuf_printf(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"sluice\","
 		                 "\"pipeline\":");
-		const char *pn = sl_pipeline_name(ss->srv->routes[i].pipeline);
+		const char *pn = sl_pipeline_name(t->routes[i].pipeline);
 		sl_oai_json_string(&b, pn, strlen(pn));
 		sl_dynbuf_addstr(&b, "}");
 	}
@@ -787,7 +807,8 @@ static void handle_metrics(srv_shard *ss, sl_h1_req *req)
 	memset(&tot, 0, sizeof tot);
 	for (unsigned i = 0; i < s->n; i++)
 		sl_http_stats_add(&tot, &s->sh[i]->stats);
-	int rc = sl_metrics_render(&b, s->routes, s->n_routes, &tot);
+	route_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
+	int rc = sl_metrics_render(&b, t->routes, t->n, &tot);
 	if (rc != SL_OK) {
 		sl_dynbuf_free(&b);
 		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL,
@@ -797,6 +818,88 @@ static void handle_metrics(srv_shard *ss, sl_h1_req *req)
 	send_text(ss, req, 200, "text/plain; version=0.0.4; charset=utf-8",
 	          sl_dynbuf_str(&b), b.len);
 	sl_dynbuf_free(&b);
+}
+
+/* ------------------------------------------------------------ admin */
+
+struct sl_admin_req {
+	sl_post post;
+	srv_shard *ss;
+	sl_h1_req *req; /* NULL once the client left */
+	int status;
+	char *body;
+};
+
+static void admin_gone(sl_h1_req *r, void *arg)
+{
+	sl_admin_req *ar = arg;
+	ar->req = NULL;
+}
+
+static void admin_reply_fn(void *arg)
+{
+	sl_admin_req *ar = arg;
+	if (ar->req) {
+		sl_h1_set_close_cb(ar->req, NULL, NULL);
+		struct sl_h1_header h[1] = {{"Content-Type", "application/json"}};
+		count_status(ar->ss, ar->status);
+		sl_h1_reply(ar->req, ar->status, h, 1, ar->body ? ar->body : "{}",
+		            ar->body ? strlen(ar->body) : 2);
+	}
+	free(ar->body);
+	free(ar);
+}
+
+void sl_server_admin_reply(sl_admin_req *ar, int status, const char *body)
+{
+	ar->status = status;
+	ar->body = body ? strdup(body) : NULL;
+	ar->post.fn = admin_reply_fn;
+	ar->post.arg = ar;
+	if (sl_runtime_post(ar->ss->srv->rt, ar->ss->idx, &ar->post) != SL_OK) {
+		free(ar->body);
+		free(ar); /* runtime stopping: the connection goes with it */
+	}
+}
+
+static void handle_admin(srv_shard *ss, sl_h1_req *req, const char *path, int is_post)
+{
+	sl_server *s = ss->srv;
+	if (!s->admin_fn) {
+		send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
+		           "the admin API is disabled");
+		return;
+	}
+	if (s->admin_token) {
+		const char *auth = sl_h1_header(req, "Authorization");
+		size_t tl = strlen(s->admin_token);
+		if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != tl ||
+		    memcmp(auth + 7, s->admin_token, tl) != 0) {
+			send_error(ss, req, NULL, 401, "authentication_error", "unauthorized", NULL,
+			           "the admin API needs Authorization: Bearer <token>");
+			return;
+		}
+	}
+	const char *action = path + strlen("/admin/");
+	if (strcmp(action, "reload") != 0) {
+		send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
+		           "no admin action %.64s (known: reload)", action);
+		return;
+	}
+	if (!is_post) {
+		send_error(ss, req, NULL, 405, "invalid_request_error", "method_not_allowed", NULL,
+		           "%s takes POST", path);
+		return;
+	}
+	sl_admin_req *ar = calloc(1, sizeof *ar);
+	if (!ar) {
+		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL, "out of memory");
+		return;
+	}
+	ar->ss = ss;
+	ar->req = req;
+	sl_h1_set_close_cb(req, admin_gone, ar);
+	s->admin_fn(s->admin_arg, ar, action);
 }
 
 static void on_request(sl_h1_req *req, void *arg)
@@ -820,6 +923,10 @@ static void on_request(sl_h1_req *req, void *arg)
 		{"/readyz", 0, 5},
 		{"/metrics", 0, 6},
 	};
+	if (strncmp(path, "/admin/", 7) == 0) {
+		handle_admin(ss, req, path, is_post);
+		return;
+	}
 	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
 		if (strcmp(path, table[i].path) != 0)
 			continue;
@@ -844,6 +951,63 @@ static void on_request(sl_h1_req *req, void *arg)
 	}
 	send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
 	           "no route for %.16s %.100s", method, path);
+}
+
+/* ------------------------------------------------------------ routes */
+
+static void table_free(route_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		free((char *)t->routes[i].name);
+	free(t->routes);
+	free(t);
+}
+
+static route_table *table_new(const sl_model_route *routes, size_t n)
+{
+	route_table *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->routes = calloc(n ? n : 1, sizeof *t->routes);
+	if (!t->routes) {
+		free(t);
+		return NULL;
+	}
+	t->n = n;
+	for (size_t i = 0; i < n; i++) {
+		t->routes[i] = routes[i];
+		t->routes[i].name = strdup(routes[i].name);
+		if (!t->routes[i].name) {
+			table_free(t);
+			return NULL;
+		}
+	}
+	return t;
+}
+
+static void quiesce_fn(void *arg)
+{
+	(void)arg; /* running here means the shard finished any callback that
+	            * could still hold the old table */
+}
+
+int sl_server_set_routes(sl_server *s, const sl_model_route *routes, size_t n)
+{
+	if (!s || !routes || n == 0)
+		return SL_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!routes[i].name || !*routes[i].name || !routes[i].pipeline)
+			return SL_EINVAL;
+	route_table *t = table_new(routes, n);
+	if (!t)
+		return SL_ENOMEM;
+	route_table *old = atomic_exchange_explicit(&s->table, t, memory_order_acq_rel);
+	for (unsigned i = 0; i < s->n; i++)
+		sl__shard_call(s->rt, i, quiesce_fn, NULL);
+	table_free(old);
+	return SL_OK;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -929,19 +1093,20 @@ int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out
 		s->o.retry_after_s = SL_SERVER_DEFAULT_RETRY_AFTER_S;
 	s->host = strdup(opts->host ? opts->host : "127.0.0.1");
 	s->o.host = s->host;
-	s->routes = calloc(opts->n_routes, sizeof *s->routes);
-	s->n_routes = opts->n_routes;
 	s->n = sl_runtime_shards(rt);
 	s->sh = calloc(s->n, sizeof *s->sh);
-	if (!s->host || !s->routes || !s->sh) {
+	route_table *t = table_new(opts->routes, opts->n_routes);
+	atomic_init(&s->table, t);
+	s->admin_fn = opts->admin_fn;
+	s->admin_arg = opts->admin_arg;
+	if (opts->admin_token)
+		s->admin_token = strdup(opts->admin_token);
+	if (!s->host || !s->sh || !t || (opts->admin_token && !s->admin_token)) {
 		sl_server_destroy(s);
 		return SL_ENOMEM;
 	}
-	for (size_t i = 0; i < opts->n_routes; i++) {
-		s->routes[i] = opts->routes[i];
-		s->routes[i].name = strdup(opts->routes[i].name);
-	}
-	s->o.routes = s->routes;
+	s->o.routes = NULL;
+	s->o.n_routes = 0;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
@@ -1003,9 +1168,8 @@ void sl_server_destroy(sl_server *s)
 		sl__shard_call(s->rt, i, stop_fn, s->sh[i]);
 		free(s->sh[i]);
 	}
-	for (size_t i = 0; s->routes && i < s->n_routes; i++)
-		free((char *)s->routes[i].name);
-	free(s->routes);
+	table_free(atomic_load(&s->table));
+	free(s->admin_token);
 	free(s->sh);
 	free(s->host);
 	free(s);

@@ -36,6 +36,12 @@ typedef struct sl_model_route {
 #define SL_SERVER_DEFAULT_READ_TIMEOUT_MS 10000   /* slow clients cut */
 #define SL_SERVER_DEFAULT_RETRY_AFTER_S 1
 
+/* Admin API (POST /admin/reload and friends): the server hands the request
+ * to fn on a shard thread; whoever does the work answers later, from any
+ * thread, with sl_server_admin_reply() (exactly once). */
+typedef struct sl_admin_req sl_admin_req;
+typedef void (*sl_admin_fn)(void *arg, sl_admin_req *r, const char *action);
+
 typedef struct sl_server_opts {
 	const char *host;          /* default "127.0.0.1" */
 	uint16_t port;             /* 0 = any free port (see sl_server_port) */
@@ -47,12 +53,26 @@ typedef struct sl_server_opts {
 	unsigned retry_after_s;    /* Retry-After on 503 */
 	const sl_model_route *routes;
 	size_t n_routes;
+	sl_admin_fn admin_fn;      /* NULL: /admin/ answers 404 */
+	void *admin_arg;
+	const char *admin_token;   /* non-NULL: admin calls need
+	                            * "Authorization: Bearer <token>" */
 } sl_server_opts;
 
 /* Binds every shard of rt and starts serving.  Returns SL_OK and *out,
  * SL_EINVAL (no routes, bad host), SL_ESYS (bind failed: the message is
  * logged), SL_ENOMEM. */
 int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out);
+
+/* Replaces the served models atomically (hot reload): requests already
+ * accepted finish on the pipelines they started on; new requests use the
+ * new routes.  The caller keeps the old pipelines alive until they are
+ * drained.  Control thread only (not a shard thread).  SL_OK, SL_EINVAL,
+ * SL_ENOMEM. */
+int sl_server_set_routes(sl_server *s, const sl_model_route *routes, size_t n);
+
+/* Answers an admin request (any thread, exactly once); body is JSON. */
+void sl_server_admin_reply(sl_admin_req *r, int status, const char *body);
 
 /* The bound port (useful with port 0). */
 uint16_t sl_server_port(const sl_server *s);

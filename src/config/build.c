@@ -1,0 +1,187 @@
+/* build.c - sl_config -> workers, pipelines, routes; see build.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config/build.h"
+#include "worker/openai/openai.h"
+
+typedef struct app_model {
+	sl_worker *worker;
+	sl_pipeline *pipeline;
+	sl_delay_cfg delay[SL_MAX_STAGES];
+} app_model;
+
+struct sl_app {
+	sl_model_route *routes;
+	app_model *m;
+	size_t n;
+	int drained;
+};
+
+static const sl_stage_ops *ops_for(sl_cfg_stage_type t)
+{
+	switch (t) {
+	case SL_CFG_STAGE_RAG: return &sl_stage_rag;
+	case SL_CFG_STAGE_ASSEMBLE: return &sl_stage_assemble;
+	case SL_CFG_STAGE_INFERENCE: return &sl_stage_inference;
+	case SL_CFG_STAGE_POST: return &sl_stage_post;
+	case SL_CFG_STAGE_STREAM: return &sl_stage_stream;
+	case SL_CFG_STAGE_DELAY: return &sl_stage_delay;
+	}
+	return NULL;
+}
+
+static int make_worker(const sl_cfg_backend *b, const char *model, sl_worker **out)
+{
+	if (b->type == SL_CFG_BACKEND_ECHO) {
+		sl_echo_opts eo = {.delay_ms = b->delay_ms, .token_delay_ms = b->token_delay_ms};
+		return sl_worker_echo_create(&eo, out);
+	}
+	sl_openai_opts oo;
+	sl_openai_opts_init(&oo);
+	oo.url = b->url;
+	oo.model = b->model ? b->model : model;
+	oo.api_key_env = b->api_key_env;
+	oo.connect_timeout_ms = b->connect_timeout_ms;
+	/* in the file 0 means "no first-token limit"; the worker's 0 means
+	 * "its default" */
+	oo.first_token_timeout_ms = b->first_token_timeout_ms ? b->first_token_timeout_ms
+	                                                      : SL_OPENAI_TIMEOUT_NONE;
+	oo.total_timeout_ms = b->total_timeout_ms;
+	oo.max_concurrency = b->max_concurrency;
+	oo.stream = b->stream;
+	const char *hdrs[65];
+	size_t nh = b->n_headers < 64 ? b->n_headers : 64;
+	for (size_t i = 0; i < nh; i++)
+		hdrs[i] = b->headers[i];
+	hdrs[nh] = NULL;
+	oo.headers = nh ? hdrs : NULL;
+	return sl_worker_openai_create(&oo, out);
+}
+
+int sl_app_build(sl_runtime *rt, const sl_config *cfg, sl_app **out, char *err,
+                 size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (!rt || !cfg || !out || cfg->n_models == 0)
+		return SL_EINVAL;
+	sl_app *a = calloc(1, sizeof *a);
+	if (!a)
+		return SL_ENOMEM;
+	a->n = cfg->n_models;
+	a->routes = calloc(a->n, sizeof *a->routes);
+	a->m = calloc(a->n, sizeof *a->m);
+	if (!a->routes || !a->m) {
+		sl_app_destroy(a);
+		return SL_ENOMEM;
+	}
+	int rc = SL_OK;
+	for (size_t i = 0; i < cfg->n_models && rc == SL_OK; i++) {
+		const sl_cfg_model *mo = &cfg->models[i];
+		const sl_cfg_pipeline *pl = sl_config_pipeline(cfg, mo->pipeline);
+		const sl_cfg_backend *be = sl_config_backend(cfg, mo->backends[0]);
+		app_model *am = &a->m[i];
+		if (!pl || !be) {
+			rc = SL_EINVAL;
+			snprintf(err, errlen, "model %s: pipeline or backend missing", mo->name);
+			break;
+		}
+		rc = make_worker(be, mo->name, &am->worker);
+		if (rc != SL_OK) {
+			snprintf(err, errlen, "model %s: backend %s: %s", mo->name, be->name,
+			         sl_strerror(rc));
+			break;
+		}
+		sl_stage_def st[SL_MAX_STAGES];
+		memset(st, 0, sizeof st);
+		for (size_t s = 0; s < pl->n_stages; s++) {
+			const sl_cfg_stage *cs = &pl->stages[s];
+			st[s].name = cs->name;
+			st[s].ops = ops_for(cs->type);
+			st[s].queue = cs->queue;
+			st[s].concurrency = cs->concurrency;
+			st[s].overflow = cs->overflow;
+			st[s].timeout_ms = cs->timeout_ms;
+			st[s].after = (const char *const *)cs->after;
+			st[s].n_after = (unsigned)cs->n_after;
+			if (!cs->after) {
+				/* the loader resolved "previous stage" defaults; n_after 0
+				 * with no list is a root */
+				static const char *const none[] = {NULL};
+				st[s].after = none;
+			}
+			if (cs->type == SL_CFG_STAGE_DELAY) {
+				am->delay[s].delay_us = cs->delay_ms * 1000u;
+				st[s].cfg = &am->delay[s];
+			}
+		}
+		/* one pipeline per model; its name is the definition's, plus the
+		 * model when several models share a definition */
+		char name[160];
+		int shared = 0;
+		for (size_t k = 0; k < cfg->n_models; k++)
+			if (k != i && strcmp(cfg->models[k].pipeline, mo->pipeline) == 0)
+				shared = 1;
+		if (shared)
+			snprintf(name, sizeof name, "%s:%s", pl->name, mo->name);
+		else
+			snprintf(name, sizeof name, "%s", pl->name);
+		sl_pipeline_opts po = {.name = name, .stages = st, .n_stages = (unsigned)pl->n_stages,
+		                       .worker = am->worker, .max_input = pl->max_input,
+		                       .max_output = pl->max_output, .trace = pl->trace};
+		char perr[256];
+		rc = sl_pipeline_create(rt, &po, &am->pipeline, perr, sizeof perr);
+		if (rc != SL_OK) {
+			snprintf(err, errlen, "model %s: pipeline %s: %s", mo->name, pl->name, perr);
+			break;
+		}
+		a->routes[i].name = strdup(mo->name);
+		if (!a->routes[i].name) {
+			rc = SL_ENOMEM;
+			break;
+		}
+		a->routes[i].pipeline = am->pipeline;
+		a->routes[i].pass_messages = be->type == SL_CFG_BACKEND_OPENAI;
+	}
+	if (rc != SL_OK) {
+		sl_app_destroy(a);
+		return rc;
+	}
+	*out = a;
+	return SL_OK;
+}
+
+const sl_model_route *sl_app_routes(const sl_app *a, size_t *n)
+{
+	if (n)
+		*n = a ? a->n : 0;
+	return a ? a->routes : NULL;
+}
+
+int sl_app_drain(sl_app *a, uint64_t timeout_ms)
+{
+	if (!a)
+		return SL_EINVAL;
+	int rc = SL_OK;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->m[i].pipeline && sl_pipeline_drain(a->m[i].pipeline, timeout_ms) != SL_OK)
+			rc = SL_ETIMEDOUT;
+	a->drained = 1;
+	return rc;
+}
+
+void sl_app_destroy(sl_app *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; a->m && i < a->n; i++) {
+		sl_pipeline_destroy(a->m[i].pipeline);
+		sl_worker_destroy(a->m[i].worker);
+	}
+	for (size_t i = 0; a->routes && i < a->n; i++)
+		free((char *)a->routes[i].name);
+	free(a->m);
+	free(a->routes);
+	free(a);
+}
