@@ -504,6 +504,8 @@ typedef struct sl_stage_stats {
 	uint64_t cancelled; /* cancelled while queued or working here */
 	uint64_t queued;    /* gauge: waiting in the queue */
 	uint64_t running;   /* gauge: in work, or done and waiting for room */
+	uint64_t capacity;  /* queue capacity, summed over shards */
+	uint64_t concurrency; /* work slots, summed over shards */
 	const sl_histogram *latency; /* time in work (start -> finish) */
 	const sl_histogram *wait;    /* time queued (enqueue -> start) */
 } sl_stage_stats;

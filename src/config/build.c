@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config/build.h"
+#include "sluice/config.h"
 #include "worker/openai/openai.h"
 
 typedef struct app_model {
@@ -59,11 +60,75 @@ static int make_worker(const sl_cfg_backend *b, const char *model, sl_worker **o
 	return sl_worker_openai_create(&oo, out);
 }
 
+/* Builds model i's worker and pipeline into am. */
+static int build_model(sl_runtime *rt, const sl_config *cfg, size_t i, app_model *am,
+                       char *err, size_t errlen)
+{
+	const sl_cfg_model *mo = &cfg->models[i];
+	const sl_cfg_pipeline *pl = sl_config_pipeline(cfg, mo->pipeline);
+	const sl_cfg_backend *be = sl_config_backend(cfg, mo->backends[0]);
+	if (!pl || !be) {
+		snprintf(err, errlen, "model %s: pipeline or backend missing", mo->name);
+		return SL_EINVAL;
+	}
+	int rc = make_worker(be, mo->name, &am->worker);
+	if (rc != SL_OK) {
+		snprintf(err, errlen, "model %s: backend %s: %s", mo->name, be->name, sl_strerror(rc));
+		return rc;
+	}
+	static const char *const none[] = {NULL};
+	sl_stage_def st[SL_MAX_STAGES];
+	memset(st, 0, sizeof st);
+	for (size_t s = 0; s < pl->n_stages; s++) {
+		const sl_cfg_stage *cs = &pl->stages[s];
+		st[s].name = cs->name;
+		st[s].ops = ops_for(cs->type);
+		st[s].queue = cs->queue;
+		st[s].concurrency = cs->concurrency;
+		st[s].overflow = cs->overflow;
+		st[s].timeout_ms = cs->timeout_ms;
+		/* the loader resolved the "previous stage" default: the lists are
+		 * explicit, and an empty one is a root */
+		st[s].after = cs->n_after ? (const char *const *)cs->after : none;
+		st[s].n_after = (unsigned)cs->n_after;
+		if (cs->type == SL_CFG_STAGE_DELAY) {
+			am->delay[s].delay_us = cs->delay_ms * 1000u;
+			st[s].cfg = &am->delay[s];
+		}
+	}
+	/* its name is the definition's, plus the model when several models
+	 * share a definition */
+	char name[200];
+	int shared = 0;
+	for (size_t k = 0; k < cfg->n_models; k++)
+		if (k != i && strcmp(cfg->models[k].pipeline, mo->pipeline) == 0)
+			shared = 1;
+	if (shared)
+		snprintf(name, sizeof name, "%s:%s", pl->name, mo->name);
+	else
+		snprintf(name, sizeof name, "%s", pl->name);
+	sl_pipeline_opts po = {.name = name, .stages = st, .n_stages = (unsigned)pl->n_stages,
+	                       .worker = am->worker, .max_input = pl->max_input,
+	                       .max_output = pl->max_output, .trace = pl->trace};
+	char perr[256];
+	rc = sl_pipeline_create(rt, &po, &am->pipeline, perr, sizeof perr);
+	if (rc != SL_OK) {
+		snprintf(err, errlen, "model %s: pipeline %s: %s", mo->name, pl->name, perr);
+		sl_worker_destroy(am->worker);
+		am->worker = NULL;
+	}
+	return rc;
+}
+
 int sl_app_build(sl_runtime *rt, const sl_config *cfg, sl_app **out, char *err,
                  size_t errlen)
 {
-	if (err && errlen)
-		err[0] = '\0';
+	char dummy[8];
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof dummy;
+	}
+	err[0] = '\0';
 	if (!rt || !cfg || !out || cfg->n_models == 0)
 		return SL_EINVAL;
 	sl_app *a = calloc(1, sizeof *a);
@@ -78,71 +143,15 @@ int sl_app_build(sl_runtime *rt, const sl_config *cfg, sl_app **out, char *err,
 	}
 	int rc = SL_OK;
 	for (size_t i = 0; i < cfg->n_models && rc == SL_OK; i++) {
-		const sl_cfg_model *mo = &cfg->models[i];
-		const sl_cfg_pipeline *pl = sl_config_pipeline(cfg, mo->pipeline);
-		const sl_cfg_backend *be = sl_config_backend(cfg, mo->backends[0]);
-		app_model *am = &a->m[i];
-		if (!pl || !be) {
-			rc = SL_EINVAL;
-			snprintf(err, errlen, "model %s: pipeline or backend missing", mo->name);
+		rc = build_model(rt, cfg, i, &a->m[i], err, errlen);
+		if (rc != SL_OK)
 			break;
-		}
-		rc = make_worker(be, mo->name, &am->worker);
-		if (rc != SL_OK) {
-			snprintf(err, errlen, "model %s: backend %s: %s", mo->name, be->name,
-			         sl_strerror(rc));
-			break;
-		}
-		sl_stage_def st[SL_MAX_STAGES];
-		memset(st, 0, sizeof st);
-		for (size_t s = 0; s < pl->n_stages; s++) {
-			const sl_cfg_stage *cs = &pl->stages[s];
-			st[s].name = cs->name;
-			st[s].ops = ops_for(cs->type);
-			st[s].queue = cs->queue;
-			st[s].concurrency = cs->concurrency;
-			st[s].overflow = cs->overflow;
-			st[s].timeout_ms = cs->timeout_ms;
-			st[s].after = (const char *const *)cs->after;
-			st[s].n_after = (unsigned)cs->n_after;
-			if (!cs->after) {
-				/* the loader resolved "previous stage" defaults; n_after 0
-				 * with no list is a root */
-				static const char *const none[] = {NULL};
-				st[s].after = none;
-			}
-			if (cs->type == SL_CFG_STAGE_DELAY) {
-				am->delay[s].delay_us = cs->delay_ms * 1000u;
-				st[s].cfg = &am->delay[s];
-			}
-		}
-		/* one pipeline per model; its name is the definition's, plus the
-		 * model when several models share a definition */
-		char name[160];
-		int shared = 0;
-		for (size_t k = 0; k < cfg->n_models; k++)
-			if (k != i && strcmp(cfg->models[k].pipeline, mo->pipeline) == 0)
-				shared = 1;
-		if (shared)
-			snprintf(name, sizeof name, "%s:%s", pl->name, mo->name);
-		else
-			snprintf(name, sizeof name, "%s", pl->name);
-		sl_pipeline_opts po = {.name = name, .stages = st, .n_stages = (unsigned)pl->n_stages,
-		                       .worker = am->worker, .max_input = pl->max_input,
-		                       .max_output = pl->max_output, .trace = pl->trace};
-		char perr[256];
-		rc = sl_pipeline_create(rt, &po, &am->pipeline, perr, sizeof perr);
-		if (rc != SL_OK) {
-			snprintf(err, errlen, "model %s: pipeline %s: %s", mo->name, pl->name, perr);
-			break;
-		}
-		a->routes[i].name = strdup(mo->name);
-		if (!a->routes[i].name) {
-			rc = SL_ENOMEM;
-			break;
-		}
-		a->routes[i].pipeline = am->pipeline;
+		const sl_cfg_backend *be = sl_config_backend(cfg, cfg->models[i].backends[0]);
+		a->routes[i].name = strdup(cfg->models[i].name);
+		a->routes[i].pipeline = a->m[i].pipeline;
 		a->routes[i].pass_messages = be->type == SL_CFG_BACKEND_OPENAI;
+		if (!a->routes[i].name)
+			rc = SL_ENOMEM;
 	}
 	if (rc != SL_OK) {
 		sl_app_destroy(a);
@@ -150,6 +159,35 @@ int sl_app_build(sl_runtime *rt, const sl_config *cfg, sl_app **out, char *err,
 	}
 	*out = a;
 	return SL_OK;
+}
+
+int sl_pipeline_from_config(sl_runtime *rt, const sl_config *cfg, const char *model,
+                            sl_pipeline **p, sl_worker **w, char *err, size_t errlen)
+{
+	char dummy[8];
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof dummy;
+	}
+	err[0] = '\0';
+	if (!rt || !cfg || !model || !p || !w)
+		return SL_EINVAL;
+	for (size_t i = 0; i < cfg->n_models; i++) {
+		if (strcmp(cfg->models[i].name, model) != 0)
+			continue;
+		/* the delay configs must outlive the pipeline's init (stage kinds
+		 * copy their configuration at init), so a stack copy is enough */
+		app_model am;
+		memset(&am, 0, sizeof am);
+		int rc = build_model(rt, cfg, i, &am, err, errlen);
+		if (rc == SL_OK) {
+			*p = am.pipeline;
+			*w = am.worker;
+		}
+		return rc;
+	}
+	snprintf(err, errlen, "no model %s in the configuration", model);
+	return SL_ENOTFOUND;
 }
 
 const sl_model_route *sl_app_routes(const sl_app *a, size_t *n)

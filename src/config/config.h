@@ -18,6 +18,7 @@
 #define SL_CONFIG_CONFIG_H
 #include <stddef.h>
 #include <stdint.h>
+#include "sluice/config.h"
 #include "sluice/sluice.h"
 
 /* Bounds of the loader (bad input must cost bounded memory and time). */
@@ -26,26 +27,6 @@
 #define SL_CFG_MAX_NODES 200000      /* nodes after alias expansion */
 #define SL_CFG_MAX_STAGES SL_MAX_STAGES
 #define SL_CFG_MAX_DIAGS 200         /* problems reported; more are counted */
-
-/* One problem found in a file. */
-typedef struct sl_cfg_diag {
-	char *file;  /* as given, or "<string>" / "<default>" */
-	int line;    /* 1-based; 0 when not tied to a place */
-	int col;     /* 1-based */
-	char *path;  /* e.g. "pipelines.default.stages[2].queue", "" for the root */
-	char *msg;   /* e.g. "expected an integer 1..16777216, found \"lots\"" */
-} sl_cfg_diag;
-
-typedef struct sl_cfg_diags {
-	sl_cfg_diag *v;
-	size_t n;        /* entries in v (at most SL_CFG_MAX_DIAGS) */
-	size_t dropped;  /* further problems not kept */
-} sl_cfg_diags;
-
-/* Formats diag i as "file:line:col: path: msg" into buf (NUL-terminated,
- * cut to cap); returns buf. */
-const char *sl_cfg_diag_format(const sl_cfg_diag *d, char *buf, size_t cap);
-void sl_cfg_diags_free(sl_cfg_diags *d); /* frees the entries; d itself is the caller's */
 
 /* --- the model ---------------------------------------------------------- */
 
@@ -140,7 +121,7 @@ typedef struct sl_cfg_model {
 	int line, col;
 } sl_cfg_model;
 
-typedef struct sl_config {
+struct sl_config {
 	char *file;            /* where it came from */
 	sl_cfg_server server;
 	sl_cfg_pipeline *pipelines;
@@ -152,25 +133,7 @@ typedef struct sl_config {
 	/* Sections later features fill in.  Present now so that typos are
 	 * caught; each must be a mapping and is otherwise not read yet:
 	 * tenants, cache, routing, mesh, telemetry. */
-} sl_config;
-
-/* Loads, interpolates and validates.  On SL_OK *out is the config (free
- * with sl_config_free) and diags is empty.  SL_EINVAL: invalid, every
- * problem in diags.  SL_ENOTFOUND / SL_ESYS: the file cannot be read (one
- * diag says why).  SL_ETOOBIG: larger than SL_CFG_MAX_FILE.  SL_ENOMEM.
- * diags must be zeroed by the caller and freed with sl_cfg_diags_free. */
-int sl_config_load_file(const char *path, sl_config **out, sl_cfg_diags *diags);
-/* The same from memory; name is used in diagnostics (NULL = "<string>"). */
-int sl_config_load_string(const char *yaml, size_t len, const char *name,
-                          sl_config **out, sl_cfg_diags *diags);
-/* The embedded default: server on 127.0.0.1:8080; pipeline "default" with
- * the seed's five stages and capacities; backend "echo"; model "echo". */
-int sl_config_default(sl_config **out);
-/* The embedded default's YAML, with a comment on every key (what
- * `sluice config --print-default` prints). */
-const char *sl_config_default_yaml(void);
-
-void sl_config_free(sl_config *c); /* NULL is a no-op */
+};
 
 /* Lookups (NULL when absent). */
 const sl_cfg_pipeline *sl_config_pipeline(const sl_config *c, const char *name);

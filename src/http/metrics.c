@@ -140,6 +140,8 @@ int sl_metrics_render(sl_dynbuf *b, const sl_model_route *routes, size_t n_route
 			{"stage_cancelled_total", "counter", "Items cancelled in the stage.", offsetof(sl_stage_stats, cancelled)},
 			{"stage_queue_depth", "gauge", "Items waiting in the stage's queue.", offsetof(sl_stage_stats, queued)},
 			{"stage_in_flight", "gauge", "Items in work in the stage (or waiting for room downstream).", offsetof(sl_stage_stats, running)},
+			{"stage_queue_capacity", "gauge", "The stage's queue capacity (all shards).", offsetof(sl_stage_stats, capacity)},
+			{"stage_concurrency", "gauge", "The stage's work slots (all shards).", offsetof(sl_stage_stats, concurrency)},
 		};
 		for (size_t f = 0; f < sizeof sf / sizeof sf[0]; f++) {
 			TYPE(b, sf[f].name, sf[f].kind, sf[f].help);

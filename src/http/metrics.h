@@ -9,7 +9,8 @@
  *   stage_enqueued_total / stage_processed_total / stage_shed_total /
  *   stage_failed_total / stage_expired_total / stage_cancelled_total
  *                                               {pipeline,stage}
- *   stage_queue_depth / stage_in_flight         {pipeline,stage} gauges
+ *   stage_queue_depth / stage_in_flight /
+ *   stage_queue_capacity / stage_concurrency    {pipeline,stage} gauges
  *   stage_latency_seconds (histogram)           {pipeline,stage}: time in work
  *   stage_queue_wait_seconds (histogram)        {pipeline,stage}
  *   request_duration_seconds (histogram)        {pipeline}: completed, e2e

@@ -658,6 +658,22 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 		return;
 	}
 	const sl_model_route *route = find_route(s, oai->model);
+	const char *want_pl = sl_h1_header(req, "X-Sluice-Pipeline");
+	if (route && want_pl) {
+		route_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
+		const sl_model_route *by = NULL;
+		for (size_t i = 0; i < t->n && !by; i++)
+			if (strcmp(sl_pipeline_name(t->routes[i].pipeline), want_pl) == 0)
+				by = &t->routes[i];
+		if (!by) {
+			send_error(ss, req, rid, 404, "invalid_request_error", "pipeline_not_found",
+			           "X-Sluice-Pipeline", "no pipeline '%.100s'; GET /v1/models lists them",
+			           want_pl);
+			sl_oai_req_free(oai);
+			return;
+		}
+		route = by;
+	}
 	if (!route) {
 		send_error(ss, req, rid, 404, "invalid_request_error", "model_not_found", "model",
 		           "The model '%.200s' does not exist; GET /v1/models lists the served models",

@@ -68,6 +68,8 @@ int sl_pipeline_snapshot(sl_pipeline *p, sl_snapshot *out)
 	out->n_stages = n;
 	for (unsigned s = 0; s < n; s++) {
 		out->stages[s].name = p->stages[s].name;
+		out->stages[s].capacity = (uint64_t)p->stages[s].queue * p->n_shards;
+		out->stages[s].concurrency = (uint64_t)p->stages[s].conc * p->n_shards;
 		out->stages[s].latency = &h[2 * s];
 		out->stages[s].wait = &h[2 * s + 1];
 	}

@@ -135,6 +135,9 @@ expect_err "bad priority" 400 invalid_value '{"model":"echo","messages":[{"role"
 python3 -c "import json; print(json.dumps({'model':'echo','messages':[{'role':'user','content':'x'*1100000}]}))" >"$T/big"
 expect_err "body over limit" 413 "" "@$T/big"
 expect_err "headers over limit" 431 "" '{"model":"echo","messages":[{"role":"user","content":"x"}]}' -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
+code=$(post "$P" $CHAT '{"model":"echo","messages":[{"role":"user","content":"x"}]}' -H 'X-Sluice-Pipeline: default')
+check "X-Sluice-Pipeline known" test "$code" = 200
+expect_err "X-Sluice-Pipeline unknown" 404 pipeline_not_found '{"model":"echo","messages":[{"role":"user","content":"x"}]}' -H 'X-Sluice-Pipeline: nope'
 check "wrong method" test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$P$CHAT)" = 405
 check "unknown path" test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$P/v2/nothing)" = 404
 
