@@ -968,6 +968,10 @@ static int oai_infer(void *ssv, sl_infer *call)
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)st->connect_ms);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	/* Streamed events are a few hundred bytes: a 4 KiB receive buffer
+	 * instead of curl's 16 KiB keeps each open stream small (thousands of
+	 * streams are held open at once); whole JSON bodies keep the default. */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, st->stream ? 4096L : 16384L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice/" SLUICE_VERSION);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
