@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +358,17 @@ int sl_cli_serve(int argc, char **argv)
 	 * which showed up at ~5 % of a shard's time in perf. */
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+
+	/* Every stream holds a client socket and an upstream socket: take the
+	 * hard limit of open files, and say so when it is low. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096)
+		SL_LOG(SL_LOG_WARN, "event=low_fd_limit limit=%llu note=\"each stream needs two "
+		       "descriptors (client and upstream)\"", (unsigned long long)rl.rlim_cur);
 
 	/* Signals go to the main thread only, which waits for them. */
 	sigset_t set;

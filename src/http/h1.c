@@ -1413,7 +1413,9 @@ int sl_h1_server_create(struct event_base *base, int listen_fd, const sl_h1_limi
 	s->on_error = on_error;
 	s->arg = arg;
 	event_assign(&s->accept_retry, base, -1, 0, accept_retry_cb, s);
-	s->lis = evconnlistener_new(base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, listen_fd);
+	/* backlog 0: the caller's listen() backlog stays (-1 would re-listen
+	 * with libevent's 128, which resets connections in a connect storm) */
+	s->lis = evconnlistener_new(base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, 0, listen_fd);
 	if (!s->lis) {
 		close(listen_fd);
 		free(s);
