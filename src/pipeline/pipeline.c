@@ -1434,6 +1434,7 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	if (req->deadline_ms)
 		job->deadline = job->t_submit + req->deadline_ms * 1000000u;
 
+	uint64_t id = job->id;
 	int rc = sl_queue_push(ps->inbox, job);
 	if (rc == SL_EAGAIN) {
 		if (p->stages[0].overflow == SL_OVERFLOW_SHED) {
@@ -1448,8 +1449,10 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 		req_free(job);
 		return rc;
 	}
+	/* The shard owns the request from the push on (it may already have
+	 * ended and freed it): only the id saved before is ours to report. */
 	if (h)
-		h->id = job->id;
+		h->id = id;
 	sl__shard_wake(ps->sh);
 	return SL_OK;
 }
