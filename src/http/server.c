@@ -164,10 +164,24 @@ static void send_error(srv_shard *ss, sl_h1_req *req, const char *rid, int code,
 		snprintf(ra, sizeof ra, "%u", ss->srv->o.retry_after_s);
 		hadd(&hs, "Retry-After", ra);
 	}
-	if (code == 405)
-		hadd(&hs, "Allow", strcmp(msg + strlen(msg) - 4, "POST") == 0 ? "POST" : "GET, HEAD");
 	count_status(ss, code);
 	sl_h1_reply(req, code, hs.h, hs.n, sl_dynbuf_str(&b), b.len);
+	sl_dynbuf_free(&b);
+}
+
+/* 405 with its Allow header. */
+static void send_405(srv_shard *ss, sl_h1_req *req, const char *path, int post)
+{
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, 8192);
+	char msg[200];
+	snprintf(msg, sizeof msg, "%.100s takes %s", path, post ? "POST" : "GET");
+	sl_oai_json_error(&b, msg, "invalid_request_error", NULL, "method_not_allowed");
+	hdrs hs = {.n = 0};
+	hadd(&hs, "Content-Type", "application/json");
+	hadd(&hs, "Allow", post ? "POST" : "GET, HEAD");
+	count_status(ss, 405);
+	sl_h1_reply(req, 405, hs.h, hs.n, sl_dynbuf_str(&b), b.len);
 	sl_dynbuf_free(&b);
 }
 
@@ -903,8 +917,7 @@ static void handle_admin(srv_shard *ss, sl_h1_req *req, const char *path, int is
 		return;
 	}
 	if (!is_post) {
-		send_error(ss, req, NULL, 405, "invalid_request_error", "method_not_allowed", NULL,
-		           "%s takes POST", path);
+		send_405(ss, req, path, 1);
 		return;
 	}
 	sl_admin_req *ar = calloc(1, sizeof *ar);
@@ -947,8 +960,7 @@ static void on_request(sl_h1_req *req, void *arg)
 		if (strcmp(path, table[i].path) != 0)
 			continue;
 		if (table[i].post ? !is_post : !is_get) {
-			send_error(ss, req, NULL, 405, "invalid_request_error", "method_not_allowed",
-			           NULL, "%s takes %s", path, table[i].post ? "POST" : "GET");
+			send_405(ss, req, path, table[i].post);
 			return;
 		}
 		switch (table[i].id) {
