@@ -156,24 +156,24 @@ int sl_metrics_render(sl_dynbuf *b, const sl_model_route *routes, size_t n_route
 				}
 			}
 		}
-		TYPE(b, "stage_latency_seconds", "histogram", "Time an item spends in a stage's work.");
-		for (size_t i = 0; i < np; i++) {
-			esc(pl, sizeof pl, sl_pipeline_name(ps[i]));
-			for (unsigned s = 0; s < sn[i].n_stages; s++) {
-				char st[128];
-				esc(st, sizeof st, sn[i].stages[s].name);
-				snprintf(lab, sizeof lab, "pipeline=\"%s\",stage=\"%s\"", pl, st);
-				hist(b, "stage_latency_seconds", lab, sn[i].stages[s].latency);
-			}
-		}
-		TYPE(b, "stage_queue_wait_seconds", "histogram", "Time an item waits in a stage's queue.");
-		for (size_t i = 0; i < np; i++) {
-			esc(pl, sizeof pl, sl_pipeline_name(ps[i]));
-			for (unsigned s = 0; s < sn[i].n_stages; s++) {
-				char st[128];
-				esc(st, sizeof st, sn[i].stages[s].name);
-				snprintf(lab, sizeof lab, "pipeline=\"%s\",stage=\"%s\"", pl, st);
-				hist(b, "stage_queue_wait_seconds", lab, sn[i].stages[s].wait);
+		static const struct {
+			const char *name, *help;
+			int wait;
+		} sh[] = {
+			{"stage_latency_seconds", "Time an item spends in a stage's work.", 0},
+			{"stage_queue_wait_seconds", "Time an item waits in a stage's queue.", 1},
+		};
+		for (size_t f = 0; f < sizeof sh / sizeof sh[0]; f++) {
+			TYPE(b, sh[f].name, "histogram", sh[f].help);
+			for (size_t i = 0; i < np; i++) {
+				esc(pl, sizeof pl, sl_pipeline_name(ps[i]));
+				for (unsigned s = 0; s < sn[i].n_stages; s++) {
+					char st[128];
+					esc(st, sizeof st, sn[i].stages[s].name);
+					snprintf(lab, sizeof lab, "pipeline=\"%s\",stage=\"%s\"", pl, st);
+					hist(b, sh[f].name, lab,
+					     sh[f].wait ? sn[i].stages[s].wait : sn[i].stages[s].latency);
+				}
 			}
 		}
 		TYPE(b, "request_duration_seconds", "histogram", "Submit to outcome, completed requests.");
