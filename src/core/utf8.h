@@ -30,4 +30,7 @@ size_t sl_utf8_valid_prefix(const char *s, size_t len);
  * sequence (invalid, or truncated by len). */
 size_t sl_utf8_seq_len(const char *s, size_t len);
 
+/* JSON string bytes: 0 = plain, 1 = control, '"' or backslash, 2 = non-ASCII. */
+extern const unsigned char sl_json_byte_class[256];
+
 #endif
