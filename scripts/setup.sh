@@ -7,7 +7,7 @@ what=${1:-build}
 
 build_pkgs=(build-essential cmake pkg-config libevent-dev libxxhash-dev
             libjansson-dev libcurl4-openssl-dev libcmocka-dev libyaml-dev)
-test_pkgs=(clang libclang-rt-14-dev curl nodejs npm wrk)
+test_pkgs=(clang libclang-rt-14-dev curl nodejs npm wrk python3)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
@@ -22,6 +22,7 @@ for p in "${pkgs[@]}"; do
   case "$p" in
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
+    python3) command -v python3 >/dev/null 2>&1 && continue ;;
   esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
