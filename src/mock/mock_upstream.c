@@ -572,6 +572,17 @@ static void ev_emit(struct conn *c)
 		w->out.oom = true;
 }
 
+/* Ends a stream: "data: [DONE]" and, when chunked, the terminating chunk. */
+static void ev_done(struct conn *c)
+{
+	struct worker *w = c->w;
+	mb_reset(&w->ev);
+	mb_lit(&w->ev, "data: [DONE]\n\n");
+	ev_emit(c);
+	if (c->chunked)
+		mb_lit(&w->out, "0\r\n\r\n");
+}
+
 /* Appends one event "data: <prefix><choice>]<,usage:null>}\n\n"; choice is
  * the text between "choices":[ and ]. */
 static void ev_choice(struct conn *c, const char *choice_head, unsigned tok, bool with_tok,
@@ -626,11 +637,7 @@ static void ev_tail(struct conn *c)
 		mb_lit(&w->ev, "}\n\n");
 		ev_emit(c);
 	}
-	mb_reset(&w->ev);
-	mb_lit(&w->ev, "data: [DONE]\n\n");
-	ev_emit(c);
-	if (c->chunked)
-		mb_lit(&w->out, "0\r\n\r\n");
+	ev_done(c);
 }
 
 static void stream_release(struct conn *c)
@@ -704,11 +711,7 @@ static void stream_pump(struct conn *c, bool async)
 			else
 				mb_lit(&w->ev, "data: {\"choices\":[{\"text\":\"x\"\n\n");
 			ev_emit(c);
-			mb_reset(&w->ev);
-			mb_lit(&w->ev, "data: [DONE]\n\n");
-			ev_emit(c);
-			if (c->chunked)
-				mb_lit(&w->out, "0\r\n\r\n");
+			ev_done(c);
 			break;
 		}
 		if (k < s->n) {
