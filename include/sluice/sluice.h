@@ -58,7 +58,8 @@ typedef enum sl_status {
 	SL_EEMPTY = -14,    /* queue empty (non-blocking pop) */
 	SL_EPENDING = -15,  /* stage/worker will complete later (not an error) */
 	SL_EFILTER = -16,   /* a content filter ended the response */
-	SL__STATUS_MIN = -16
+	SL_EUNAVAIL = -17,  /* no backend may take the call (circuits open) */
+	SL__STATUS_MIN = -17
 } sl_status;
 
 /* Returns a static, human-readable text for a status code (any thread).
@@ -156,6 +157,12 @@ typedef void (*sl_token_fn)(void *user, const char *text, size_t len);
  * keep.  The callback must not block. */
 typedef void (*sl_done_fn)(void *user, const sl_result *result);
 
+/* Called on the request's shard thread when a worker reports an attribute
+ * of the call in progress (sl_infer_annotate), e.g. key "backend" with the
+ * name of the backend a router chose.  key and value are valid only during
+ * the call.  A later call with the same key supersedes the earlier one. */
+typedef void (*sl_attr_fn)(void *user, const char *key, const char *value);
+
 /* Inference parameters a worker may honour. Zero/negative = not set. */
 typedef struct sl_infer_params {
 	int max_tokens;     /* 0 = worker default */
@@ -180,7 +187,8 @@ typedef struct sl_request {
 	sl_infer_params params; /* inference parameters (copied) */
 	sl_token_fn on_token;   /* optional streaming callback */
 	sl_done_fn on_done;     /* required completion callback */
-	void *user;             /* passed to both callbacks */
+	sl_attr_fn on_attr;     /* optional: attributes workers report */
+	void *user;             /* passed to the callbacks */
 } sl_request;
 
 /* Initialises a request with defaults (priority SL_PRIORITY_DEFAULT, params
@@ -211,6 +219,7 @@ struct sl_result {
 	uint32_t prompt_tokens;     /* as reported by the worker (0 = unknown) */
 	uint32_t completion_tokens; /* as reported by the worker */
 	const char *finish_reason;  /* "stop", "length", "content_filter" or NULL */
+	const char *backend;        /* last "backend" attribute a worker reported, or NULL */
 	uint64_t t_submit;          /* monotonic ns at submit */
 	uint64_t t_first_token;     /* monotonic ns of first token, 0 if none */
 	uint64_t t_end;             /* monotonic ns at the outcome */
@@ -317,6 +326,54 @@ int sl_infer_token(sl_infer *call, const char *text, size_t len);
  * be NULL (copied). usage may be NULL. */
 void sl_infer_done(sl_infer *call, int status, const char *detail,
                    const sl_usage *usage);
+
+/* Why a call failed, for workers that wrap other workers (routers decide
+ * from it whether to retry, fail over and count a breaker failure).  A
+ * failing worker calls sl_infer_set_failure() just before sl_infer_done();
+ * workers that never do report SL_FAIL_OTHER. */
+typedef enum sl_fail_kind {
+	SL_FAIL_NONE = 0,      /* not failed */
+	SL_FAIL_OTHER,         /* unclassified */
+	SL_FAIL_CONNECT,       /* could not reach the backend (nothing sent) */
+	SL_FAIL_HTTP,          /* the backend answered an error status */
+	SL_FAIL_FIRST_TOKEN,   /* no first token within the backend's limit */
+	SL_FAIL_TIMEOUT,       /* the total limit or the request deadline */
+	SL_FAIL_BROKEN,        /* the answer stopped before it was complete */
+	SL_FAIL_PROTOCOL       /* the answer could not be understood */
+} sl_fail_kind;
+void sl_infer_set_failure(sl_infer *call, sl_fail_kind kind, int http_status);
+
+/* The request's session key (affinity; sticky routing). */
+const char *sl_infer_session(const sl_infer *call);
+/* Reports an attribute of this call to the request's owner (its on_attr);
+ * the last value of key "backend" is also kept for the result. */
+void sl_infer_annotate(sl_infer *call, const char *key, const char *value);
+
+/* --- sub-calls: workers that wrap other workers (routers, fallbacks) ---
+ *
+ * A sub-call stands for the parent call towards an inner worker: every
+ * getter above reads the parent's request, while sl_infer_token() and
+ * sl_infer_done() on the sub-call go to hooks, so the wrapping worker sees
+ * each token and the end and decides what reaches the parent.  The inner
+ * worker is used through its ops table (sl_worker_ops_of / state_of). */
+typedef struct sl_infer_hooks {
+	/* A token of the sub-call; returns what sl_infer_token returns. */
+	int (*token)(sl_infer *sub, const char *text, size_t len);
+	/* The sub-call ended (exactly once, as sl_infer_done). */
+	void (*done)(sl_infer *sub, int status, const char *detail, const sl_usage *usage);
+} sl_infer_hooks;
+/* NULL on allocation failure.  Free with sl_infer_sub_free() once the inner
+ * worker has ended it or returned from cancel. */
+sl_infer *sl_infer_sub_new(sl_infer *parent, const sl_infer_hooks *hooks, void *user);
+void sl_infer_sub_free(sl_infer *sub);
+void *sl_infer_sub_user(const sl_infer *sub);
+sl_infer *sl_infer_sub_parent(const sl_infer *sub);
+/* The failure the inner worker reported on the sub-call. */
+sl_fail_kind sl_infer_sub_failure(const sl_infer *sub, int *http_status);
+
+/* An inner worker's ops and state (for wrappers that drive it directly). */
+const sl_worker_ops *sl_worker_ops_of(const sl_worker *w);
+void *sl_worker_state_of(const sl_worker *w);
 
 /* ------------------------------------------------------------------ stages */
 
@@ -480,6 +537,8 @@ int sl_pipeline_drain(sl_pipeline *p, uint64_t timeout_ms);
 void sl_pipeline_destroy(sl_pipeline *p);
 
 const char *sl_pipeline_name(const sl_pipeline *p);
+/* Name of stage i (the first is where requests enter), NULL out of range. */
+const char *sl_pipeline_stage_name(const sl_pipeline *p, unsigned i);
 
 /* ----------------------------------------------------------------- metrics */
 

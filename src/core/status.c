@@ -23,6 +23,7 @@ static const struct {
 	{SL_EEMPTY, "SL_EEMPTY", "empty"},
 	{SL_EPENDING, "SL_EPENDING", "pending: will complete later"},
 	{SL_EFILTER, "SL_EFILTER", "ended by a content filter"},
+	{SL_EUNAVAIL, "SL_EUNAVAIL", "no backend available: every circuit is open"},
 };
 
 const char *sl_strerror(int status)

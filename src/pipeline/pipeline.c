@@ -111,6 +111,7 @@ static void req_free(sl__req *req)
 		free(req->prompt);
 	free(req->text);
 	free(req->detail);
+	free(req->backend);
 	free(req);
 }
 
@@ -280,6 +281,7 @@ static void finish(sl__ps *ps, sl__req *req, sl_outcome oc, int status, int stag
 	r.prompt_tokens = req->usage.prompt_tokens;
 	r.completion_tokens = req->usage.completion_tokens;
 	r.finish_reason = req->usage.finish_reason;
+	r.backend = req->backend;
 	if (oc == SL_OUTCOME_COMPLETED && !r.finish_reason)
 		r.finish_reason = req->out_cut ? "length" : "stop";
 	r.t_submit = req->t_submit;
@@ -885,9 +887,18 @@ void sl_job_emit(sl_job *job, const char *text, size_t len)
 
 /* ------------------------------------------------------------ infer API */
 
+/* The request's own call above a chain of sub-calls. */
+static inline const sl_infer *root_call(const sl_infer *call)
+{
+	while (call->parent)
+		call = call->parent;
+	return call;
+}
+#define REQ_OF(call) SL__REQ_OF_CALL(root_call(call))
+
 const char *sl_infer_prompt(const sl_infer *call, size_t *len)
 {
-	const sl__req *req = SL__REQ_OF_CALL(call);
+	const sl__req *req = REQ_OF(call);
 	if (len)
 		*len = req->prompt_len;
 	return req->prompt;
@@ -895,17 +906,17 @@ const char *sl_infer_prompt(const sl_infer *call, size_t *len)
 
 const sl_infer_params *sl_infer_params_of(const sl_infer *call)
 {
-	return &SL__REQ_OF_CALL(call)->params;
+	return &REQ_OF(call)->params;
 }
 
 uint64_t sl_infer_deadline(const sl_infer *call)
 {
-	return SL__REQ_OF_CALL(call)->deadline;
+	return REQ_OF(call)->deadline;
 }
 
 const char *sl_infer_meta(const sl_infer *call, const char *key)
 {
-	const sl__req *req = SL__REQ_OF_CALL(call);
+	const sl__req *req = REQ_OF(call);
 	for (size_t i = 0; i < req->n_meta; i++)
 		if (strcmp(req->meta[i].key, key) == 0)
 			return req->meta[i].value;
@@ -914,7 +925,12 @@ const char *sl_infer_meta(const sl_infer *call, const char *key)
 
 const char *sl_infer_request_id(const sl_infer *call)
 {
-	return SL__REQ_OF_CALL(call)->request_id;
+	return REQ_OF(call)->request_id;
+}
+
+const char *sl_infer_session(const sl_infer *call)
+{
+	return REQ_OF(call)->session;
 }
 
 void **sl_infer_worker_data(sl_infer *call)
@@ -922,8 +938,68 @@ void **sl_infer_worker_data(sl_infer *call)
 	return &call->wdata;
 }
 
+void sl_infer_set_failure(sl_infer *call, sl_fail_kind kind, int http_status)
+{
+	call->fail_kind = (uint8_t)kind;
+	call->fail_http = (uint16_t)(http_status > 0 && http_status < 1000 ? http_status : 0);
+}
+
+void sl_infer_annotate(sl_infer *call, const char *key, const char *value)
+{
+	sl__req *req = (sl__req *)REQ_OF(call);
+	if (!key || !value || req->final)
+		return;
+	if (strcmp(key, "backend") == 0) {
+		char *c = strdup(value);
+		if (c) {
+			free(req->backend);
+			req->backend = c;
+		}
+	}
+	if (req->on_attr)
+		req->on_attr(req->user, key, value);
+}
+
+sl_infer *sl_infer_sub_new(sl_infer *parent, const sl_infer_hooks *hooks, void *user)
+{
+	if (!parent || !hooks || !hooks->token || !hooks->done)
+		return NULL;
+	sl_infer *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->parent = parent;
+	c->hooks = hooks;
+	c->user = user;
+	return c;
+}
+
+void sl_infer_sub_free(sl_infer *sub)
+{
+	if (sub && sub->parent)
+		free(sub);
+}
+
+void *sl_infer_sub_user(const sl_infer *sub)
+{
+	return sub->user;
+}
+
+sl_infer *sl_infer_sub_parent(const sl_infer *sub)
+{
+	return sub->parent;
+}
+
+sl_fail_kind sl_infer_sub_failure(const sl_infer *sub, int *http_status)
+{
+	if (http_status)
+		*http_status = sub->fail_http;
+	return (sl_fail_kind)sub->fail_kind;
+}
+
 int sl_infer_token(sl_infer *call, const char *text, size_t len)
 {
+	if (call->parent)
+		return call->hooks->token(call, text, len);
 	sl__req *req = SL__REQ_OF_CALL(call);
 	sl__ps *ps = req->ps;
 	unsigned inf = ps->p->inference;
@@ -955,6 +1031,10 @@ int sl_infer_token(sl_infer *call, const char *text, size_t len)
 void sl_infer_done(sl_infer *call, int status, const char *detail,
                    const sl_usage *usage)
 {
+	if (call->parent) {
+		call->hooks->done(call, status, detail, usage);
+		return;
+	}
 	sl__req *req = SL__REQ_OF_CALL(call);
 	if (usage) {
 		req->usage = *usage;
@@ -1330,6 +1410,11 @@ const char *sl_pipeline_name(const sl_pipeline *p)
 	return p ? p->name : NULL;
 }
 
+const char *sl_pipeline_stage_name(const sl_pipeline *p, unsigned i)
+{
+	return p && i < p->n_stages ? p->stage_names[i] : NULL;
+}
+
 /* ------------------------------------------------------------ submit */
 
 static char *bump(char **at, const char *src, size_t len)
@@ -1427,6 +1512,7 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	job->priority = (uint8_t)req->priority;
 	job->on_token = req->on_token;
 	job->on_done = req->on_done;
+	job->on_attr = req->on_attr;
 	job->user = req->user;
 	sl_dynbuf_init(&job->context, p->max_input);
 	sl_dynbuf_init(&job->out, p->max_output);

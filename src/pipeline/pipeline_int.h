@@ -41,8 +41,15 @@ typedef enum slot_state {
 	S_DONE      /* passed */
 } slot_state;
 
+/* A call to a worker: the one embedded in each request (parent NULL), or a
+ * heap sub-call a wrapping worker made (see sl_infer_sub_new). */
 struct sl_infer {
-	void *wdata; /* worker's per-call pointer */
+	void *wdata;                 /* worker's per-call pointer */
+	struct sl_infer *parent;     /* NULL: the request's own call */
+	const sl_infer_hooks *hooks; /* sub-calls only */
+	void *user;                  /* sub-calls only */
+	uint8_t fail_kind;           /* sl_fail_kind reported by the worker */
+	uint16_t fail_http;
 };
 
 typedef struct sl__req sl__req;
@@ -92,7 +99,9 @@ struct sl__req {
 	sl_infer_params params;
 	sl_token_fn on_token;
 	sl_done_fn on_done;
+	sl_attr_fn on_attr;
 	void *user;
+	char *backend;   /* last "backend" attribute (owned) */
 	sl_dynbuf context;
 	sl_dynbuf out;   /* tokens as emitted by the worker, joined */
 	char *text;      /* final text when a stage replaced it (owned) */

@@ -57,3 +57,13 @@ void sl__worker_detach(sl_worker *w, sl__shard *sh)
 		w->ops->stop(w->ss[i]);
 	w->ss[i] = NULL;
 }
+
+const sl_worker_ops *sl_worker_ops_of(const sl_worker *w)
+{
+	return w->ops;
+}
+
+void *sl_worker_state_of(const sl_worker *w)
+{
+	return w->state;
+}

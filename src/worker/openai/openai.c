@@ -114,6 +114,7 @@ struct oai_call {
 	int stop;                 /* write path asked to stop: see stop_* */
 	int stop_status;
 	int stop_silent;          /* request gone: no sl_infer_done */
+	uint8_t fail_kind;        /* sl_fail_kind for the next failing call_end */
 	int cancelled;            /* cancel() deferred: call is NULL, reap me */
 	char *stop_detail;
 	sl_usage usage;
@@ -327,13 +328,19 @@ static void call_end(oai_call *c, int status, const char *detail, const sl_usage
 		snprintf(dcopy, sizeof dcopy, "%s", detail);
 		detail = dcopy;
 	}
+	sl_fail_kind kind = c->fail_kind ? (sl_fail_kind)c->fail_kind : SL_FAIL_OTHER;
+	int http = c->mode == M_ERROR ? (int)c->code : 0;
 	call_free(c);
+	if (status != SL_OK && status != SL_ECANCELED)
+		sl_infer_set_failure(call, kind, http);
 	sl_infer_done(call, status, detail, u);
 }
 
 /* Records why the transfer must stop (first reason wins). */
 static void set_stop(oai_call *c, int status, const char *detail)
 {
+	if (status == SL_EUPSTREAM && !c->fail_kind && c->stop_status == SL_OK)
+		c->fail_kind = SL_FAIL_PROTOCOL;
 	if (c->stop)
 		return;
 	c->stop = 1;
@@ -353,6 +360,7 @@ static void on_first_token_timeout(evutil_socket_t fd, short what, void *arg)
 	c->ft_armed = 0;
 	char d[96];
 	snprintf(d, sizeof d, "upstream sent no token within %u ms", c->ss->st->first_ms);
+	c->fail_kind = SL_FAIL_FIRST_TOKEN;
 	/* remove_handle closes the connection: the upstream sees the abort */
 	call_end(c, SL_ETIMEDOUT, d, NULL);
 }
@@ -548,6 +556,7 @@ static void finish_json(oai_call *c)
 	json_t *doc = json_loadb(sl_dynbuf_str(&c->raw), c->raw.len, 0, &jerr);
 	if (!json_is_object(doc)) {
 		json_decref(doc);
+		c->fail_kind = SL_FAIL_PROTOCOL;
 		call_end(c, SL_EUPSTREAM, "upstream sent malformed JSON", NULL);
 		return;
 	}
@@ -559,12 +568,14 @@ static void finish_json(oai_call *c)
 		snprintf(d, sizeof d, "upstream error: %s", msg);
 		scrub_key(c->ss->st, d);
 		json_decref(doc);
+		c->fail_kind = SL_FAIL_PROTOCOL;
 		call_end(c, SL_EUPSTREAM, d, NULL);
 		return;
 	}
 	json_t *ch0 = json_array_get(json_object_get(doc, "choices"), 0);
 	if (!json_is_object(ch0)) {
 		json_decref(doc);
+		c->fail_kind = SL_FAIL_PROTOCOL;
 		call_end(c, SL_EUPSTREAM, "upstream response has no choices", NULL);
 		return;
 	}
@@ -653,6 +664,7 @@ static void call_complete(oai_call *c, CURLcode res)
 		error_message(sl_dynbuf_str(&c->raw), c->raw.len, msg, sizeof msg);
 		snprintf(d, sizeof d, "upstream %ld: %s", c->code, msg);
 		scrub_key(st, d);
+		c->fail_kind = SL_FAIL_HTTP;
 		call_end(c, SL_EUPSTREAM, d, NULL);
 		return;
 	}
@@ -666,13 +678,16 @@ static void call_complete(oai_call *c, CURLcode res)
 		if (res == CURLE_OPERATION_TIMEDOUT &&
 		    ((deadline && now >= deadline) ||
 		     (c->limit_ms && elapsed_ms + 1 >= c->limit_ms && c->limit_is_deadline))) {
+			c->fail_kind = SL_FAIL_TIMEOUT;
 			call_end(c, SL_ETIMEDOUT, "deadline exceeded waiting for upstream", NULL);
 		} else if (res == CURLE_OPERATION_TIMEDOUT && c->limit_ms &&
 		           elapsed_ms + 1 >= c->limit_ms) {
 			snprintf(d, sizeof d, "upstream timed out after %u ms", c->limit_ms);
+			c->fail_kind = SL_FAIL_TIMEOUT;
 			call_end(c, SL_ETIMEDOUT, d, NULL);
 		} else if (connect_error(res) || (res == CURLE_OPERATION_TIMEDOUT && sent == 0)) {
 			snprintf(d, sizeof d, "upstream connect failed: %s", cerr);
+			c->fail_kind = SL_FAIL_CONNECT;
 			call_end(c, SL_EUPSTREAM, d, NULL);
 		} else if (c->mode == M_SSE && c->finished) {
 			/* the answer was complete; only the tail (usage, [DONE]) is lost */
@@ -681,9 +696,11 @@ static void call_complete(oai_call *c, CURLcode res)
 				u.completion_tokens = c->n_tokens;
 			call_end(c, SL_OK, NULL, &u);
 		} else if (c->got_body || res == CURLE_PARTIAL_FILE) {
+			c->fail_kind = SL_FAIL_BROKEN;
 			call_end(c, SL_EUPSTREAM, "upstream closed the stream before it finished", NULL);
 		} else {
 			snprintf(d, sizeof d, "upstream transfer failed: %s", cerr);
+			c->fail_kind = SL_FAIL_BROKEN;
 			call_end(c, SL_EUPSTREAM, d, NULL);
 		}
 		return;
@@ -695,6 +712,7 @@ static void call_complete(oai_call *c, CURLcode res)
 	/* SSE: the body ended cleanly */
 	sl_sse_finish(c->sse);
 	if (!c->finished && !c->got_done) {
+		c->fail_kind = SL_FAIL_BROKEN;
 		call_end(c, SL_EUPSTREAM, "upstream closed the stream before it finished", NULL);
 		return;
 	}
