@@ -5,6 +5,7 @@
 #include "config/build.h"
 #include "sluice/config.h"
 #include "worker/openai/openai.h"
+#include "worker/router/router.h"
 
 typedef struct app_model {
 	sl_worker *worker;
@@ -60,22 +61,82 @@ static int make_worker(const sl_cfg_backend *b, const char *model, sl_worker **o
 	return sl_worker_openai_create(&oo, out);
 }
 
+static void router_backend_of(const sl_cfg_backend *b, sl_router_backend *rb)
+{
+	sl_router_backend_default(rb);
+	rb->name = b->name;
+	const sl_cfg_breaker *cb = &b->breaker;
+	rb->breaker.enabled = cb->enabled;
+	rb->breaker.consecutive_failures = cb->consecutive_failures;
+	rb->breaker.failure_ratio = cb->failure_ratio;
+	rb->breaker.window_ms = cb->window_ms;
+	rb->breaker.min_requests = cb->min_requests;
+	rb->breaker.cooldown_ms = cb->cooldown_ms;
+	rb->breaker.max_cooldown_ms = cb->max_cooldown_ms;
+	rb->breaker.half_open_probes = cb->half_open_probes;
+	rb->budget.ratio = b->retry.budget_ratio;
+	rb->budget.min_per_s = b->retry.budget_min_per_s;
+	rb->budget.window_ms = b->retry.budget_window_ms;
+	rb->backoff_ms = b->retry.backoff_ms;
+	rb->max_backoff_ms = b->retry.max_backoff_ms;
+	const sl_cfg_concurrency *k = &b->concurrency;
+	rb->limiter.alg = k->algorithm == SL_CFG_LIMIT_AIMD       ? SL_LIMIT_AIMD
+	                  : k->algorithm == SL_CFG_LIMIT_GRADIENT ? SL_LIMIT_GRADIENT
+	                                                          : SL_LIMIT_FIXED;
+	rb->limiter.min_limit = k->min;
+	rb->limiter.max_limit = k->max;
+	rb->limiter.initial_limit = k->initial;
+	rb->limiter.latency_threshold_ms = k->latency_threshold_ms;
+	rb->limiter.backoff_ratio = k->backoff_ratio;
+	rb->limiter.tolerance = k->tolerance;
+}
+
+/* The model's worker: a router over the workers of its backends. */
+static int make_model_worker(const sl_config *cfg, const sl_cfg_model *mo, sl_worker **out,
+                             char *err, size_t errlen)
+{
+	sl_router_backend rb[SL_ROUTER_MAX_BACKENDS];
+	size_t n = mo->n_backends < SL_ROUTER_MAX_BACKENDS ? mo->n_backends : SL_ROUTER_MAX_BACKENDS;
+	for (size_t j = 0; j < n; j++) {
+		const sl_cfg_backend *be = sl_config_backend(cfg, mo->backends[j]);
+		int rc = be ? make_worker(be, mo->name, &rb[j].worker) : SL_EINVAL;
+		if (rc != SL_OK) {
+			snprintf(err, errlen, "model %s: backend %s: %s", mo->name, mo->backends[j],
+			         sl_strerror(rc));
+			for (size_t k = 0; k < j; k++)
+				sl_worker_destroy(rb[k].worker);
+			return rc;
+		}
+		sl_worker *w = rb[j].worker;
+		router_backend_of(be, &rb[j]);
+		rb[j].worker = w;
+		rb[j].weight = mo->weights ? mo->weights[j] : 0;
+	}
+	sl_router_opts ro = {.model = mo->name,
+	                     .strategy = mo->routing,
+	                     .max_attempts = mo->max_attempts,
+	                     .backends = rb,
+	                     .n_backends = (unsigned)n};
+	char rerr[256];
+	int rc = sl_worker_router_create(&ro, out, rerr, sizeof rerr);
+	if (rc != SL_OK)
+		snprintf(err, errlen, "model %s: %s", mo->name, rerr);
+	return rc;
+}
+
 /* Builds model i's worker and pipeline into am. */
 static int build_model(sl_runtime *rt, const sl_config *cfg, size_t i, app_model *am,
                        char *err, size_t errlen)
 {
 	const sl_cfg_model *mo = &cfg->models[i];
 	const sl_cfg_pipeline *pl = sl_config_pipeline(cfg, mo->pipeline);
-	const sl_cfg_backend *be = sl_config_backend(cfg, mo->backends[0]);
-	if (!pl || !be) {
+	if (!pl || mo->n_backends == 0) {
 		snprintf(err, errlen, "model %s: pipeline or backend missing", mo->name);
 		return SL_EINVAL;
 	}
-	int rc = make_worker(be, mo->name, &am->worker);
-	if (rc != SL_OK) {
-		snprintf(err, errlen, "model %s: backend %s: %s", mo->name, be->name, sl_strerror(rc));
+	int rc = make_model_worker(cfg, mo, &am->worker, err, errlen);
+	if (rc != SL_OK)
 		return rc;
-	}
 	static const char *const none[] = {NULL};
 	sl_stage_def st[SL_MAX_STAGES];
 	memset(st, 0, sizeof st);
@@ -146,10 +207,14 @@ int sl_app_build(sl_runtime *rt, const sl_config *cfg, sl_app **out, char *err,
 		rc = build_model(rt, cfg, i, &a->m[i], err, errlen);
 		if (rc != SL_OK)
 			break;
-		const sl_cfg_backend *be = sl_config_backend(cfg, cfg->models[i].backends[0]);
 		a->routes[i].name = strdup(cfg->models[i].name);
 		a->routes[i].pipeline = a->m[i].pipeline;
-		a->routes[i].pass_messages = be->type == SL_CFG_BACKEND_OPENAI;
+		a->routes[i].worker = a->m[i].worker;
+		for (size_t j = 0; j < cfg->models[i].n_backends; j++) {
+			const sl_cfg_backend *be = sl_config_backend(cfg, cfg->models[i].backends[j]);
+			if (be && be->type == SL_CFG_BACKEND_OPENAI)
+				a->routes[i].pass_messages = 1;
+		}
 		if (!a->routes[i].name)
 			rc = SL_ENOMEM;
 	}

@@ -711,6 +711,41 @@ static void opt_str(cx *c, const sl__cpair *pr, int null_ok, const char *what,
 	pop(c, o);
 }
 
+/* A decimal number lo..hi (a ratio, a factor). */
+static void opt_double(cx *c, const sl__cpair *pr, double lo, double hi, double *dst)
+{
+	if (!pr)
+		return;
+	size_t o = sl__cpath_key(&c->path, pr->key->u.s, pr->key->len);
+	sval v;
+	int rc = sval_get(c, pr->val, &v);
+	if (rc == 0) {
+		char buf[64];
+		char *end = NULL;
+		double x = 0;
+		int ok = v.typed && !v.null && v.len > 0 && v.len < sizeof buf;
+		if (ok) {
+			memcpy(buf, v.s, v.len);
+			buf[v.len] = '\0';
+			x = strtod(buf, &end);
+			ok = end && *end == '\0' && x == x && x >= lo && x <= hi;
+		}
+		if (ok) {
+			*dst = x;
+		} else {
+			char what[96];
+			snprintf(what, sizeof what, "a number %g..%g", lo, hi);
+			expected(c, pr->val, &v, what);
+		}
+	} else if (rc == -1) {
+		char what[96];
+		snprintf(what, sizeof what, "a number %g..%g", lo, hi);
+		expected(c, pr->val, NULL, what);
+	}
+	sval_done(&v);
+	pop(c, o);
+}
+
 /* A key of pipelines/backends/models: must be a valid name; reported at
  * the key.  Returns the name (copied) even when invalid, so that the entry
  * can still be checked and referred to. */
@@ -734,9 +769,9 @@ static char *entry_name_as(cx *c, const sl__cnode *k, int model)
 
 /* ---- server -------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"server", "pipelines", "models", "backends", "tenants",
-                                       "cache", "routing", "mesh", "telemetry"};
-enum { T_SERVER, T_PIPELINES, T_MODELS, T_BACKENDS, T_TENANTS, T_NTOP = 9 };
+static const char *const top_keys[] = {"server", "pipelines", "models", "backends", "dlq",
+                                       "tenants", "cache", "routing", "mesh", "telemetry"};
+enum { T_SERVER, T_PIPELINES, T_MODELS, T_BACKENDS, T_DLQ, T_TENANTS, T_NTOP = 10 };
 
 static const char *const server_keys[] = {"host", "port", "shards", "pin", "max_body",
                                           "max_headers", "read_timeout_ms",
@@ -802,9 +837,11 @@ static void parse_server(cx *c, const sl__cpair *sec)
 
 /* ---- pipelines ----------------------------------------------------------- */
 
-static const char *const stage_keys[] = {"name", "type", "queue", "concurrency",
-                                         "overflow", "timeout_ms", "after", "delay_ms"};
-enum { G_NAME, G_TYPE, G_QUEUE, G_CONC, G_OVERFLOW, G_TIMEOUT, G_AFTER, G_DELAY, G_N };
+static const char *const stage_keys[] = {"name",       "type",  "queue",    "concurrency",
+                                         "overflow",   "timeout_ms", "after", "delay_ms",
+                                         "aging_ms",   "displace"};
+enum { G_NAME, G_TYPE, G_QUEUE, G_CONC, G_OVERFLOW, G_TIMEOUT, G_AFTER, G_DELAY, G_AGING,
+       G_DISPLACE, G_N };
 
 static const char *const stage_types[] = {"rag", "assemble", "inference", "post", "stream",
                                           "delay"};
@@ -897,6 +934,8 @@ static void parse_stage(cx *c, stmp *t, const sl__cnode *n)
 	st->line = n->line;
 	st->col = n->col;
 	st->overflow = SL_OVERFLOW_BLOCK;
+	st->aging_ms = 1000;
+	st->displace = 1;
 	if (want_map(c, n, 0) != 1)
 		return;
 	const sl__cpair *g[G_N];
@@ -933,6 +972,8 @@ static void parse_stage(cx *c, stmp *t, const sl__cnode *n)
 		pop(c, o);
 	}
 	opt_u32(c, g[G_TIMEOUT], 0, MAX_MS, &st->timeout_ms);
+	opt_u32(c, g[G_AGING], 0, MAX_MS, &st->aging_ms);
+	opt_bool(c, g[G_DISPLACE], &st->displace);
 	if (g[G_DELAY]) {
 		if (t->type_ok && st->type != SL_CFG_STAGE_DELAY) {
 			size_t o = push_key(c, "delay_ms");
@@ -1251,12 +1292,88 @@ static void parse_pipeline(cx *c, const sl__cpair *pr, sl_cfg_pipeline *pl)
 
 static const char *const backend_keys[] = {
 	"type", "url", "model", "api_key_env", "connect_timeout_ms", "first_token_timeout_ms",
-	"total_timeout_ms", "max_concurrency", "headers", "stream", "delay_ms", "token_delay_ms"};
+	"total_timeout_ms", "max_concurrency", "headers", "stream", "delay_ms", "token_delay_ms",
+	"breaker", "retry", "concurrency"};
 enum { B_TYPE, B_URL, B_MODEL, B_KEYENV, B_CONNECT, B_FIRST, B_TOTAL, B_MAXC, B_HEADERS,
-       B_STREAM, B_DELAY, B_TOKDELAY, B_N };
+       B_STREAM, B_DELAY, B_TOKDELAY, B_BREAKER, B_RETRY, B_CONC, B_N };
 static const char *const backend_types[] = {"echo", "openai"};
 /* which type each key belongs to: -1 any */
-static const int backend_key_type[B_N] = {-1, 1, 1, 1, 1, 1, 1, -1, 1, 1, 0, 0};
+static const int backend_key_type[B_N] = {-1, 1, 1, 1, 1, 1, 1, -1, 1, 1, 0, 0, -1, -1, -1};
+
+static const char *const breaker_keys[] = {"enabled", "consecutive_failures", "failure_ratio",
+                                           "window_ms", "min_requests", "cooldown_ms",
+                                           "max_cooldown_ms", "half_open_probes"};
+static const char *const retry_keys[] = {"budget_ratio", "budget_min_per_s", "budget_window_ms",
+                                         "backoff_ms", "max_backoff_ms"};
+static const char *const conc_keys[] = {"algorithm", "min", "max", "initial",
+                                        "latency_threshold_ms", "backoff_ratio", "tolerance"};
+static const char *const limit_algs[] = {"fixed", "aimd", "gradient"};
+
+static void parse_breaker(cx *c, sl_cfg_breaker *br, const sl__cnode *v)
+{
+	size_t o = push_key(c, "breaker");
+	if (want_map(c, v, 1) == 1) {
+		const sl__cpair *g[8];
+		walk_keys(c, v, breaker_keys, 8, g);
+		opt_bool(c, g[0], &br->enabled);
+		opt_u32(c, g[1], 0, 1000000, &br->consecutive_failures);
+		opt_double(c, g[2], 0, 1, &br->failure_ratio);
+		opt_u32(c, g[3], 100, MAX_MS, &br->window_ms);
+		opt_u32(c, g[4], 1, 100000000, &br->min_requests);
+		opt_u32(c, g[5], 1, MAX_MS, &br->cooldown_ms);
+		opt_u32(c, g[6], 1, MAX_MS, &br->max_cooldown_ms);
+		opt_u32(c, g[7], 1, 100000, &br->half_open_probes);
+		if (g[6] && br->max_cooldown_ms < br->cooldown_ms)
+			err(c, g[6]->val->line, g[6]->val->col,
+			    "max_cooldown_ms (%u) is below cooldown_ms (%u)", br->max_cooldown_ms,
+			    br->cooldown_ms);
+	}
+	pop(c, o);
+}
+
+static void parse_retry(cx *c, sl_cfg_retry *r, const sl__cnode *v)
+{
+	size_t o = push_key(c, "retry");
+	if (want_map(c, v, 1) == 1) {
+		const sl__cpair *g[5];
+		walk_keys(c, v, retry_keys, 5, g);
+		opt_double(c, g[0], 0, 10, &r->budget_ratio);
+		opt_u32(c, g[1], 0, 1000000, &r->budget_min_per_s);
+		opt_u32(c, g[2], 1000, MAX_MS, &r->budget_window_ms);
+		opt_u32(c, g[3], 0, MAX_MS, &r->backoff_ms);
+		opt_u32(c, g[4], 0, MAX_MS, &r->max_backoff_ms);
+		if (r->max_backoff_ms < r->backoff_ms)
+			r->max_backoff_ms = r->backoff_ms;
+	}
+	pop(c, o);
+}
+
+static void parse_concurrency(cx *c, sl_cfg_concurrency *k, const sl__cnode *v, int *max_set)
+{
+	size_t o = push_key(c, "concurrency");
+	if (want_map(c, v, 1) == 1) {
+		const sl__cpair *g[7];
+		walk_keys(c, v, conc_keys, 7, g);
+		if (g[0]) {
+			size_t o2 = push_key(c, "algorithm");
+			int a;
+			if (get_enum(c, g[0]->val, limit_algs, 3, &a) == 0)
+				k->algorithm = (sl_cfg_limit_alg)a;
+			pop(c, o2);
+		}
+		opt_u32(c, g[1], 1, 1u << 20, &k->min);
+		opt_u32(c, g[2], 1, 1u << 20, &k->max);
+		opt_u32(c, g[3], 1, 1u << 20, &k->initial);
+		opt_u32(c, g[4], 0, MAX_MS, &k->latency_threshold_ms);
+		opt_double(c, g[5], 0.1, 0.999, &k->backoff_ratio);
+		opt_double(c, g[6], 1.0, 100.0, &k->tolerance);
+		*max_set = g[2] != NULL;
+		if (k->min > k->max && g[2])
+			err(c, g[2]->val->line, g[2]->val->col, "max (%u) is below min (%u)", k->max,
+			    k->min);
+	}
+	pop(c, o);
+}
 
 static int tchar(unsigned char ch)
 {
@@ -1324,6 +1441,13 @@ static void parse_backend(cx *c, const sl__cpair *pr, sl_cfg_backend *b)
 	b->connect_timeout_ms = 2000;
 	b->first_token_timeout_ms = 30000;
 	b->stream = 1;
+	b->breaker = (sl_cfg_breaker){.enabled = 1, .consecutive_failures = 5, .failure_ratio = 0.5,
+	                              .window_ms = 10000, .min_requests = 20, .cooldown_ms = 1000,
+	                              .max_cooldown_ms = 30000, .half_open_probes = 3};
+	b->retry = (sl_cfg_retry){.budget_ratio = 0.2, .budget_min_per_s = 10,
+	                          .budget_window_ms = 10000, .backoff_ms = 25, .max_backoff_ms = 1000};
+	b->concurrency = (sl_cfg_concurrency){.algorithm = SL_CFG_LIMIT_FIXED, .min = 1, .max = 0,
+	                                      .initial = 32, .backoff_ratio = 0.9, .tolerance = 1.5};
 	size_t o = sl__cpath_key(&c->path, pr->key->u.s, pr->key->len);
 	const sl__cnode *m = pr->val;
 	if (want_map(c, m, 0) != 1) {
@@ -1364,6 +1488,25 @@ static void parse_backend(cx *c, const sl__cpair *pr, sl_cfg_backend *b)
 	opt_bool(c, g[B_STREAM], &b->stream);
 	opt_u32(c, g[B_DELAY], 0, MAX_MS, &b->delay_ms);
 	opt_u32(c, g[B_TOKDELAY], 0, MAX_MS, &b->token_delay_ms);
+	if (g[B_BREAKER])
+		parse_breaker(c, &b->breaker, g[B_BREAKER]->val);
+	if (g[B_RETRY])
+		parse_retry(c, &b->retry, g[B_RETRY]->val);
+	int max_set = 0;
+	if (g[B_CONC])
+		parse_concurrency(c, &b->concurrency, g[B_CONC]->val, &max_set);
+	if (!max_set)
+		b->concurrency.max = b->concurrency.algorithm == SL_CFG_LIMIT_FIXED ? b->max_concurrency
+		                     : b->max_concurrency                           ? b->max_concurrency
+		                                                                    : 1024;
+	if (b->concurrency.algorithm != SL_CFG_LIMIT_FIXED) {
+		if (b->concurrency.min > b->concurrency.max)
+			b->concurrency.min = b->concurrency.max;
+		if (b->concurrency.initial > b->concurrency.max)
+			b->concurrency.initial = b->concurrency.max;
+		if (b->concurrency.initial < b->concurrency.min)
+			b->concurrency.initial = b->concurrency.min;
+	}
 	pop(c, o);
 }
 
@@ -1410,7 +1553,36 @@ static int has_name(const char **v, size_t n, const char *name)
 	return v && bsearch(&name, v, n, sizeof *v, strp_cmp) != NULL;
 }
 
-static const char *const model_keys[] = {"pipeline", "backends"};
+static const char *const model_keys[] = {"pipeline", "backends", "routing", "weights",
+                                         "max_attempts"};
+static const char *const routings[] = {"fallback",       "weighted", "sticky", "round_robin",
+                                       "least_inflight", "p2c"};
+
+static void parse_weights(cx *c, sl_cfg_model *md, const sl__cnode *v)
+{
+	size_t o = push_key(c, "weights");
+	if (v->kind != SL__CN_SEQ) {
+		expected(c, v, NULL, "a sequence of weights, one per backend");
+	} else if (md->n_backends && v->len != md->n_backends) {
+		err(c, v->line, v->col, "expected %zu weights (one per backend), found %zu",
+		    md->n_backends, v->len);
+	} else if (v->len && !(md->weights = calloc(v->len, sizeof *md->weights))) {
+		c->rep.nomem = 1;
+	} else {
+		uint64_t sum = 0;
+		for (size_t j = 0; j < v->len; j++) {
+			size_t o3 = push_idx(c, j);
+			uint32_t w = 0;
+			if (get_u32(c, v->u.items[j], 0, 1000000, &w) == 0)
+				md->weights[j] = w;
+			sum += w;
+			pop(c, o3);
+		}
+		if (v->len && sum == 0)
+			err(c, v->line, v->col, "the weights add up to 0");
+	}
+	pop(c, o);
+}
 
 static void parse_model(cx *c, const sl__cpair *pr, sl_cfg_model *md)
 {
@@ -1424,8 +1596,8 @@ static void parse_model(cx *c, const sl__cpair *pr, sl_cfg_model *md)
 		pop(c, o);
 		return;
 	}
-	const sl__cpair *g[2];
-	walk_keys(c, m, model_keys, 2, g);
+	const sl__cpair *g[5];
+	walk_keys(c, m, model_keys, 5, g);
 	if (!g[0]) {
 		missing(c, m, "pipeline");
 	} else {
@@ -1484,7 +1656,56 @@ static void parse_model(cx *c, const sl__cpair *pr, sl_cfg_model *md)
 		}
 		pop(c, o2);
 	}
+	if (g[2]) {
+		size_t o2 = push_key(c, "routing");
+		int r;
+		if (get_enum(c, g[2]->val, routings, sizeof routings / sizeof routings[0], &r) == 0)
+			md->routing = xstrdup(c, routings[r]);
+		pop(c, o2);
+	}
+	if (g[3])
+		parse_weights(c, md, g[3]->val);
+	opt_u32(c, g[4], 1, 16, &md->max_attempts);
 	pop(c, o);
+}
+
+/* ---- dlq --------------------------------------------------------------------- */
+
+static const char *const dlq_keys[] = {"dir", "fsync", "fsync_interval_ms", "segment_bytes",
+                                       "max_bytes"};
+static const char *const fsyncs[] = {"never", "interval", "always"};
+
+static void parse_dlq(cx *c, const sl__cpair *sec)
+{
+	sl_cfg_dlq *d = &c->cfg->dlq;
+	d->line = sec->key->line;
+	d->col = sec->key->col;
+	if (want_map(c, sec->val, 1) != 1)
+		return;
+	const sl__cpair *g[5];
+	walk_keys(c, sec->val, dlq_keys, 5, g);
+	opt_str(c, g[0], 1, "a directory path", nonempty, 4096, &d->dir);
+	if (g[1]) {
+		size_t o2 = push_key(c, "fsync");
+		int f;
+		if (get_enum(c, g[1]->val, fsyncs, 3, &f) == 0)
+			d->fsync = f;
+		pop(c, o2);
+	}
+	opt_u32(c, g[2], 1, 60000, &d->fsync_interval_ms);
+	uint64_t x;
+	if (g[3]) {
+		size_t o2 = push_key(c, "segment_bytes");
+		if (get_uint(c, g[3]->val, 4096, 1ull << 32, &x) == 0)
+			d->segment_bytes = x;
+		pop(c, o2);
+	}
+	if (g[4]) {
+		size_t o2 = push_key(c, "max_bytes");
+		if (get_uint(c, g[4]->val, 0, 1ull << 40, &x) == 0)
+			d->max_bytes = x;
+		pop(c, o2);
+	}
 }
 
 /* ---- the whole file ---------------------------------------------------------- */
@@ -1560,6 +1781,15 @@ static void parse_root(cx *c, const sl__cnode *root)
 	free(c->pnames);
 	free(c->bnames);
 	c->pnames = c->bnames = NULL;
+	cfg->dlq.fsync = 1;
+	cfg->dlq.fsync_interval_ms = 200;
+	cfg->dlq.segment_bytes = 16u << 20;
+	cfg->dlq.max_bytes = 256u << 20;
+	if (g[T_DLQ]) {
+		size_t o = push_key(c, "dlq");
+		parse_dlq(c, g[T_DLQ]);
+		pop(c, o);
+	}
 	for (size_t i = T_TENANTS; i < T_NTOP; i++)
 		if (g[i]) {
 			size_t o = push_key(c, top_keys[i]);
@@ -1770,9 +2000,12 @@ void sl_config_free(sl_config *c)
 	for (size_t i = 0; i < c->n_models; i++) {
 		free(c->models[i].name);
 		free(c->models[i].pipeline);
+		free(c->models[i].routing);
+		free(c->models[i].weights);
 		free_strv(c->models[i].backends, c->models[i].n_backends);
 	}
 	free(c->models);
+	free(c->dlq.dir);
 	free(c);
 }
 

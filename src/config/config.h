@@ -70,6 +70,10 @@ typedef struct sl_cfg_stage {
 	sl_overflow overflow;  /* default block */
 	uint32_t timeout_ms;   /* default 0 = none */
 	uint32_t delay_ms;     /* type delay only (required there) */
+	uint32_t aging_ms;     /* default 1000: a queued request rises one
+	                        * priority level per aging_ms waited; 0 = off */
+	int displace;          /* default 1: under shed, a higher-priority
+	                        * arrival displaces the lowest, newest one */
 	char **after;          /* names of predecessors */
 	size_t n_after;        /* 0 = a root */
 	int line, col;
@@ -92,6 +96,44 @@ typedef enum sl_cfg_backend_type {
 	SL_CFG_BACKEND_OPENAI = 1
 } sl_cfg_backend_type;
 
+/* Circuit breaker of a backend (see src/route/breaker.h for the rules). */
+typedef struct sl_cfg_breaker {
+	int enabled;                   /* default 1 */
+	uint32_t consecutive_failures; /* default 5; 0 = rule off */
+	double failure_ratio;          /* default 0.5; 0 = rule off */
+	uint32_t window_ms;            /* default 10000 */
+	uint32_t min_requests;         /* default 20 */
+	uint32_t cooldown_ms;          /* default 1000 */
+	uint32_t max_cooldown_ms;      /* default 30000 */
+	uint32_t half_open_probes;     /* default 3 */
+} sl_cfg_breaker;
+
+/* Retries after this backend failed (budget and backoff). */
+typedef struct sl_cfg_retry {
+	double budget_ratio;           /* default 0.2 */
+	uint32_t budget_min_per_s;     /* default 10 */
+	uint32_t budget_window_ms;     /* default 10000 */
+	uint32_t backoff_ms;           /* default 25 */
+	uint32_t max_backoff_ms;       /* default 1000 */
+} sl_cfg_retry;
+
+typedef enum sl_cfg_limit_alg {
+	SL_CFG_LIMIT_FIXED = 0,
+	SL_CFG_LIMIT_AIMD = 1,
+	SL_CFG_LIMIT_GRADIENT = 2
+} sl_cfg_limit_alg;
+
+/* Concurrency limit of a backend across all shards. */
+typedef struct sl_cfg_concurrency {
+	sl_cfg_limit_alg algorithm;    /* default fixed (max_concurrency, 0 = none) */
+	uint32_t min;                  /* default 1 */
+	uint32_t max;                  /* default max_concurrency, else 1024 */
+	uint32_t initial;              /* default 32 */
+	uint32_t latency_threshold_ms; /* aimd; default 0 = 2x the lowest latency seen */
+	double backoff_ratio;          /* aimd; default 0.9 */
+	double tolerance;              /* gradient; default 1.5 */
+} sl_cfg_concurrency;
+
 typedef struct sl_cfg_backend {
 	char *name;
 	sl_cfg_backend_type type;
@@ -110,6 +152,9 @@ typedef struct sl_cfg_backend {
 	/* echo */
 	uint32_t delay_ms;               /* default 0 */
 	uint32_t token_delay_ms;         /* default 0 */
+	sl_cfg_breaker breaker;
+	sl_cfg_retry retry;
+	sl_cfg_concurrency concurrency;
 	int line, col;
 } sl_cfg_backend;
 
@@ -118,8 +163,22 @@ typedef struct sl_cfg_model {
 	char *pipeline;    /* a key of pipelines */
 	char **backends;   /* keys of backends, in fallback order (>= 1) */
 	size_t n_backends;
+	char *routing;     /* strategy for the first attempt; default "fallback" */
+	uint32_t *weights; /* n_backends weights, or NULL (equal) */
+	uint32_t max_attempts; /* default 0 = backends + 1 */
 	int line, col;
 } sl_cfg_model;
+
+/* The dead-letter log (`dlq:`); off when dir is NULL. */
+#define SL_CFG_HAS_DLQ 1
+typedef struct sl_cfg_dlq {
+	char *dir;                  /* default NULL: no dead-letter log */
+	int fsync;                  /* 0 never, 1 interval (default), 2 always */
+	uint32_t fsync_interval_ms; /* default 200 */
+	uint64_t segment_bytes;     /* default 16 MiB */
+	uint64_t max_bytes;         /* default 256 MiB; 0 = no cap */
+	int line, col;
+} sl_cfg_dlq;
 
 struct sl_config {
 	char *file;            /* where it came from */
@@ -130,9 +189,10 @@ struct sl_config {
 	size_t n_backends;
 	sl_cfg_model *models;
 	size_t n_models;
+	sl_cfg_dlq dlq;
 	/* Sections later features fill in.  Present now so that typos are
 	 * caught; each must be a mapping and is otherwise not read yet:
-	 * tenants, cache, routing, mesh, telemetry. */
+	 * tenants, cache, mesh, telemetry. */
 };
 
 /* Lookups (NULL when absent). */

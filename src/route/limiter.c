@@ -205,16 +205,18 @@ static void gradient_sample(sl_limiter *l, uint64_t rtt_ns, int drop, uint32_t i
 		 * average follow it down faster than its window would. */
 		if (l->long_rtt > 2 * l->short_rtt)
 			l->long_rtt *= 0.95;
-		/* Don't grow (or shrink) the limit while the backend is app-limited. */
-		if ((double)inflight < est / 2) {
-			pthread_mutex_unlock(&l->mx);
-			return;
-		}
 		gradient = l->cfg.tolerance * l->long_rtt / l->short_rtt;
 		if (gradient > 1.0)
 			gradient = 1.0;
 		if (gradient < 0.5)
 			gradient = 0.5;
+		/* Don't grow the limit while the backend is app-limited (few calls
+		 * in flight say nothing about its capacity); a latency rise still
+		 * cuts it, however few calls there are. */
+		if (gradient >= 1.0 && (double)inflight < est / 2) {
+			pthread_mutex_unlock(&l->mx);
+			return;
+		}
 	} else {
 		/* A drop (timeout, 429/503) carries no usable latency: take the
 		 * steepest step Gradient2 allows. */

@@ -387,11 +387,12 @@ static void test_unknown_keys(void **state)
 	(void)state;
 	expect_diags(LINEAR5 VALID_TAIL "pipeline: {}\n",
 	             "t.yaml:13:1: pipeline: unknown key \"pipeline\" (expected one of: server, "
-	             "pipelines, models, backends, tenants, cache, routing, mesh, telemetry)");
+	             "pipelines, models, backends, dlq, tenants, cache, routing, mesh, telemetry)");
 	expect_diags("pipelines:\n  p:\n    stages:\n"
 	             "      - name: rag\n        type: inference\n        queu: 5\n" VALID_TAIL,
 	             "t.yaml:6:9: pipelines.p.stages[0].queu: unknown key \"queu\" (expected one of: "
-	             "name, type, queue, concurrency, overflow, timeout_ms, after, delay_ms)");
+	             "name, type, queue, concurrency, overflow, timeout_ms, after, delay_ms, aging_ms, "
+	             "displace)");
 	expect_diags(LINEAR5 VALID_TAIL "server: {prot: 1, admin: {token: x}}\n",
 	             "t.yaml:13:10: server.prot: unknown key \"prot\" (expected one of: host, port, "
 	             "shards, pin, max_body, max_headers, read_timeout_ms, request_timeout_ms, "
@@ -402,10 +403,11 @@ static void test_unknown_keys(void **state)
 	             "models:\n  m: {pipeline: p, backend: [e]}\n",
 	             "t.yaml:10:19: backends.e.urls: unknown key \"urls\" (expected one of: type, url, "
 	             "model, api_key_env, connect_timeout_ms, first_token_timeout_ms, "
-	             "total_timeout_ms, max_concurrency, headers, stream, delay_ms, token_delay_ms)\n"
+	             "total_timeout_ms, max_concurrency, headers, stream, delay_ms, token_delay_ms, "
+	             "breaker, retry, concurrency)\n"
 	             "t.yaml:12:6: models.m: missing required key \"backends\"\n"
 	             "t.yaml:12:20: models.m.backend: unknown key \"backend\" (expected one of: "
-	             "pipeline, backends)");
+	             "pipeline, backends, routing, weights, max_attempts)");
 	expect_diags("pipelines:\n  p:\n    stagse: []\n" VALID_TAIL,
 	             "t.yaml:3:5: pipelines.p.stagse: unknown key \"stagse\" (expected one of: "
 	             "max_input, max_output, trace, stages)\n"
@@ -1002,6 +1004,125 @@ static void test_format(void **state)
 	assert_string_equal(sl_cfg_diag_format(&d, small, sizeof small), "f.yaml:");
 }
 
+/* ---- resilience, routing, priorities, dead letters ---------------------- */
+
+static void expect_diag_has(const char *yaml, const char *needle)
+{
+	char buf[65536];
+	sl_config *c = NULL;
+	int rc = load(yaml, &c, buf, sizeof buf);
+	if (!strstr(buf, needle))
+		fprintf(stderr, "--- yaml:\n%s\n--- wanted: %s\n--- got (rc %d):\n%s\n", yaml, needle, rc,
+		        buf);
+	assert_non_null(strstr(buf, needle));
+	assert_int_equal(rc, SL_EINVAL);
+	assert_null(c);
+}
+
+#define TWO_BACKENDS_PIPE                                                           \
+	"pipelines:\n  p:\n    stages:\n"                                               \
+	"      - {name: rag, type: rag, aging_ms: 250, displace: false}\n"              \
+	"      - {name: inference, type: inference, overflow: shed}\n"
+
+static void test_resilience_keys(void **state)
+{
+	(void)state;
+	sl_config *c = expect_ok(
+		TWO_BACKENDS_PIPE
+		"backends:\n"
+		"  a:\n    type: echo\n    max_concurrency: 100\n"
+		"    breaker: {consecutive_failures: 3, failure_ratio: 0.25, window_ms: 5000,\n"
+		"              min_requests: 10, cooldown_ms: 200, max_cooldown_ms: 4000,\n"
+		"              half_open_probes: 2}\n"
+		"    retry: {budget_ratio: 0.1, budget_min_per_s: 3, backoff_ms: 10, max_backoff_ms: 50}\n"
+		"    concurrency: {algorithm: gradient, min: 2, initial: 8}\n"
+		"  b: {type: echo, breaker: {enabled: false}}\n"
+		"models:\n  m: {pipeline: p, backends: [a, b], routing: weighted, weights: [90, 10],\n"
+		"      max_attempts: 4}\n"
+		"dlq: {dir: /tmp/x, fsync: always, segment_bytes: 65536, max_bytes: 0}\n");
+	const sl_cfg_backend *a = sl_config_backend(c, "a");
+	assert_int_equal(a->breaker.enabled, 1);
+	assert_int_equal(a->breaker.consecutive_failures, 3);
+	assert_true(a->breaker.failure_ratio > 0.249 && a->breaker.failure_ratio < 0.251);
+	assert_int_equal(a->breaker.window_ms, 5000);
+	assert_int_equal(a->breaker.min_requests, 10);
+	assert_int_equal(a->breaker.cooldown_ms, 200);
+	assert_int_equal(a->breaker.max_cooldown_ms, 4000);
+	assert_int_equal(a->breaker.half_open_probes, 2);
+	assert_int_equal(a->retry.budget_min_per_s, 3);
+	assert_int_equal(a->retry.backoff_ms, 10);
+	assert_int_equal(a->retry.max_backoff_ms, 50);
+	assert_int_equal(a->concurrency.algorithm, SL_CFG_LIMIT_GRADIENT);
+	assert_int_equal(a->concurrency.min, 2);
+	assert_int_equal(a->concurrency.max, 100); /* from max_concurrency */
+	assert_int_equal(a->concurrency.initial, 8);
+	const sl_cfg_backend *b = sl_config_backend(c, "b");
+	assert_int_equal(b->breaker.enabled, 0);
+	assert_int_equal(b->breaker.consecutive_failures, 5); /* defaults */
+	assert_int_equal(b->concurrency.algorithm, SL_CFG_LIMIT_FIXED);
+	assert_int_equal(b->concurrency.max, 0);
+	const sl_cfg_model *m = sl_config_model(c, "m");
+	assert_string_equal(m->routing, "weighted");
+	assert_int_equal(m->weights[0], 90);
+	assert_int_equal(m->weights[1], 10);
+	assert_int_equal(m->max_attempts, 4);
+	assert_string_equal(c->dlq.dir, "/tmp/x");
+	assert_int_equal(c->dlq.fsync, 2);
+	assert_int_equal(c->dlq.segment_bytes, 65536);
+	assert_int_equal(c->dlq.max_bytes, 0);
+	const sl_cfg_pipeline *p = sl_config_pipeline(c, "p");
+	assert_int_equal(p->stages[0].aging_ms, 250);
+	assert_int_equal(p->stages[0].displace, 0);
+	assert_int_equal(p->stages[1].aging_ms, 1000);
+	assert_int_equal(p->stages[1].displace, 1);
+	sl_config_free(c);
+
+	c = expect_ok(LINEAR5 VALID_TAIL);
+	assert_null(c->dlq.dir);
+	assert_null(c->models[0].routing);
+	assert_null(c->models[0].weights);
+	sl_config_free(c);
+}
+
+static void test_resilience_bad(void **state)
+{
+	(void)state;
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo}\n"
+	                "models:\n  m: {pipeline: p, backends: [e], routing: random}\n",
+	                "models.m.routing: expected fallback, weighted, sticky, round_robin, "
+	                "least_inflight or p2c, found \"random\"");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo}\n  f: {type: echo}\n"
+	                "models:\n  m: {pipeline: p, backends: [e, f], weights: [1]}\n",
+	                "models.m.weights: expected 2 weights (one per backend), found 1");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo}\n"
+	                "models:\n  m: {pipeline: p, backends: [e], weights: [0]}\n",
+	                "models.m.weights: the weights add up to 0");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo, breaker: {failure_ratio: 2}}\n"
+	                "models:\n  m: {pipeline: p, backends: [e]}\n",
+	                "backends.e.breaker.failure_ratio: expected a number 0..1, found 2");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo, breaker: {failure_ratio: lots}}\n"
+	                "models:\n  m: {pipeline: p, backends: [e]}\n",
+	                "backends.e.breaker.failure_ratio: expected a number 0..1");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo, breaker: {cooldown_ms: 500, "
+	                "max_cooldown_ms: 100}}\nmodels:\n  m: {pipeline: p, backends: [e]}\n",
+	                "max_cooldown_ms (100) is below cooldown_ms (500)");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo, concurrency: {algorithm: vegas}}\n"
+	                "models:\n  m: {pipeline: p, backends: [e]}\n",
+	                "backends.e.concurrency.algorithm: expected fixed, aimd or gradient");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo, concurrency: {min: 10, max: 5}}\n"
+	                "models:\n  m: {pipeline: p, backends: [e]}\n",
+	                "max (5) is below min (10)");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo, retry: {budget: 1}}\n"
+	                "models:\n  m: {pipeline: p, backends: [e]}\n",
+	                "backends.e.retry.budget: unknown key \"budget\"");
+	expect_diag_has(LINEAR5 VALID_TAIL "dlq: {dir: /tmp/x, fsync: sometimes}\n",
+	                "dlq.fsync: expected never, interval or always, found \"sometimes\"");
+	expect_diag_has(LINEAR5 VALID_TAIL "dlq: [1]\n", "dlq: expected a mapping");
+	expect_diag_has(LINEAR5 "backends:\n  e: {type: echo}\n"
+	                "models:\n  m: {pipeline: p, backends: [e], max_attempts: 0}\n",
+	                "models.m.max_attempts: expected an integer 1..16, found 0");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1009,6 +1130,8 @@ int main(void)
 		cmocka_unit_test(test_defaults_filled),
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_unknown_keys),
+		cmocka_unit_test(test_resilience_keys),
+		cmocka_unit_test(test_resilience_bad),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_required_and_enums),
 		cmocka_unit_test(test_names),
