@@ -154,7 +154,11 @@ static void aimd_sample(sl_limiter *l, uint64_t now, uint64_t rtt, int drop, uin
 			min_rtt_track(l, now, rtt); /* kept current for the stats */
 		} else {
 			uint64_t base = min_rtt_track(l, now, rtt);
+			/* twice the baseline, and at least 10 ms above it: jitter of a
+			 * sub-millisecond backend must not read as overload */
 			thr = base == UINT64_MAX ? UINT64_MAX : (base > UINT64_MAX / 2 ? UINT64_MAX : base * 2);
+			if (thr != UINT64_MAX && thr < base + 10000000u)
+				thr = base + 10000000u;
 		}
 		drop = rtt > thr;
 	}

@@ -172,8 +172,11 @@ static void call_free(rcall *rc)
 static void finish(rcall *rc, int status, const char *detail, const sl_usage *u)
 {
 	sl_infer *call = rc->call;
+	char d[sizeof rc->last_detail + 128]; /* detail may point into rc */
+	if (detail)
+		snprintf(d, sizeof d, "%s", detail);
 	call_free(rc);
-	sl_infer_done(call, status, detail, u);
+	sl_infer_done(call, status, detail ? d : NULL, u);
 }
 
 static int sub_token(sl_infer *sub, const char *text, size_t len);
