@@ -17,6 +17,10 @@
  *      admitted requests' p99 with an unloaded run's.
  *   M  memory: parks N requests in queues and reports the RSS growth per
  *      queued request beyond its text (also part of every other line).
+ *   R  routing cost: A on one shard with the echo worker alone, then with
+ *      the routing worker over two echo backends (weighted 50/50, breaker,
+ *      retry budget, gradient limiter on each), runs interleaved; prints
+ *      the medians and the added shard time per request in ns.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -29,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "sluice/sluice.h"
+#include "worker/router/router.h"
 
 static const char *PROMPT = "hello world from the sluice pipeline";
 
@@ -72,6 +77,7 @@ typedef struct scen {
 	double rate; /* offered req/s, 0 = as fast as possible */
 	uint32_t rag_us, infer_ms;
 	uint32_t rag_conc, rag_q, inf_conc, inf_q;
+	int router; /* inference through the routing worker over 2 echo backends */
 } scen;
 
 static char sessions[4096][8]; /* "s0".."s4095", made once */
@@ -125,8 +131,30 @@ static int build(const scen *s, sl_runtime **rt, sl_worker **w, sl_pipeline **p)
 	if (sl_runtime_create(&ro, rt) != SL_OK)
 		return -1;
 	sl_echo_opts eo = {.delay_ms = s->infer_ms};
-	if (sl_worker_echo_create(&eo, w) != SL_OK)
+	if (s->router) {
+		sl_router_backend rb[2];
+		static const char *const names[2] = {"e1", "e2"};
+		for (int i = 0; i < 2; i++) {
+			sl_router_backend_default(&rb[i]);
+			rb[i].name = names[i];
+			rb[i].weight = 50;
+			rb[i].limiter.alg = SL_LIMIT_GRADIENT;
+			rb[i].limiter.min_limit = 1;
+			rb[i].limiter.max_limit = 1u << 20;
+			rb[i].limiter.initial_limit = 1u << 16;
+			if (sl_worker_echo_create(&eo, &rb[i].worker) != SL_OK)
+				return -1;
+		}
+		sl_router_opts ro2 = {.model = "bench", .strategy = "weighted", .backends = rb,
+		                      .n_backends = 2};
+		char err[256];
+		if (sl_worker_router_create(&ro2, w, err, sizeof err) != SL_OK) {
+			fprintf(stderr, "router: %s\n", err);
+			return -1;
+		}
+	} else if (sl_worker_echo_create(&eo, w) != SL_OK) {
 		return -1;
+	}
 	sl_pipeline_opts po;
 	sl_stage_def st[5];
 	sl_pipeline_default(&po, st, *w);
@@ -276,6 +304,15 @@ static double bytes_per_queued(unsigned n)
 	return per;
 }
 
+/* CPU seconds of the whole process (user + system). */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -299,7 +336,7 @@ static void print(const scen *s, const result *r, double bpq, const char *extra)
 
 int main(int argc, char **argv)
 {
-	const char *which = "ABCM";
+	const char *which = "ABCMR";
 	uint64_t requests = 0;
 	unsigned shards = 0, producers = 0, repeat = 1;
 	for (int i = 1; i < argc; i++) {
@@ -315,7 +352,7 @@ int main(int argc, char **argv)
 			repeat = (unsigned)strtoul(argv[++i], NULL, 10);
 		else {
 			fprintf(stderr,
-			        "usage: pipeline [--scenario A|B|C|M] [--requests N] [--shards N]\n"
+			        "usage: pipeline [--scenario A|B|C|M|R] [--requests N] [--shards N]\n"
 			        "                [--producers N] [--repeat N]\n");
 			return 2;
 		}
@@ -355,6 +392,44 @@ int main(int argc, char **argv)
 			s.rag_conc = 512;
 			s.inf_conc = 1024;
 			break;
+		case 'R': {
+			/* one shard: the difference in throughput is shard time */
+			scen a = {.name = 'R', .shards = 1, .producers = 1,
+			          .requests = requests ? requests : 1000000};
+			scen b = a;
+			b.router = 1;
+			/* the producer may be the bottleneck: compare CPU time (all
+			 * threads) per request, which counts the router's work wherever
+			 * it runs */
+			double ra[16], rr[16], ca[16], cr[16];
+			unsigned n = repeat < 16 ? repeat : 16;
+			result x;
+			int ok = 1;
+			for (unsigned k = 0; k < n; k++) {
+				double c0 = cpu_s();
+				run(&a, &x);
+				ca[k] = (cpu_s() - c0) * 1e9 / (double)a.requests;
+				ra[k] = x.completed_per_s;
+				ok &= x.identity_ok;
+				c0 = cpu_s();
+				run(&b, &x);
+				cr[k] = (cpu_s() - c0) * 1e9 / (double)b.requests;
+				rr[k] = x.completed_per_s;
+				ok &= x.identity_ok;
+			}
+			qsort(ra, n, sizeof(double), cmp_d);
+			qsort(rr, n, sizeof(double), cmp_d);
+			qsort(ca, n, sizeof(double), cmp_d);
+			qsort(cr, n, sizeof(double), cmp_d);
+			printf("{\"scenario\":\"R\",\"requests\":%" PRIu64 ",\"runs\":%u,"
+			       "\"echo_per_s\":%.0f,\"router_per_s\":%.0f,\"ratio\":%.3f,"
+			       "\"echo_cpu_ns_per_request\":%.0f,\"router_cpu_ns_per_request\":%.0f,"
+			       "\"router_added_ns_per_request\":%.0f,\"identity_ok\":%s}\n",
+			       a.requests, n, ra[n / 2], rr[n / 2], rr[n / 2] / ra[n / 2], ca[n / 2],
+			       cr[n / 2], cr[n / 2] - ca[n / 2], ok ? "true" : "false");
+			fflush(stdout);
+			continue;
+		}
 		case 'M':
 			printf("{\"scenario\":\"M\",\"requests\":100000,\"bytes_per_queued_request\":%.0f,"
 			       "\"peak_rss_kib\":%ld}\n", bpq, peak_rss_kib());

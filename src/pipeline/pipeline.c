@@ -949,7 +949,7 @@ void sl_infer_annotate(sl_infer *call, const char *key, const char *value)
 	sl__req *req = (sl__req *)REQ_OF(call);
 	if (!key || !value || req->final)
 		return;
-	if (strcmp(key, "backend") == 0) {
+	if (strcmp(key, "backend") == 0 && !(req->backend && strcmp(req->backend, value) == 0)) {
 		char *c = strdup(value);
 		if (c) {
 			free(req->backend);

@@ -28,6 +28,7 @@ typedef struct router {
 	const sl_balancer_ops *bal;
 	void *bal_state;
 	unsigned n, max_attempts;
+	int needs_session;  /* the strategy reads the session hash */
 	uint32_t weights[SL_ROUTER_MAX_BACKENDS];
 	rbackend b[SL_ROUTER_MAX_BACKENDS];
 } router;
@@ -53,7 +54,7 @@ typedef struct rcall {
 	size_t fwd;          /* tokens passed to the parent */
 	int timer_armed;
 	int last_status;
-	char last_detail[512];
+	char *last_detail;   /* the last failure (owned), NULL before one */
 	struct event timer;
 } rcall;
 
@@ -125,7 +126,7 @@ static int choose_first(rcall *rc, uint64_t now)
 		inflight[i] = sl_limiter_inflight(r->b[i].lim);
 		ewma[i] = sl_ewma_get(&r->b[i].ttft);
 	}
-	const char *sess = sl_infer_session(rc->call);
+	const char *sess = r->needs_session ? sl_infer_session(rc->call) : NULL;
 	sl_balance_ctx ctx = {.n = r->n,
 	                      .weights = r->weights,
 	                      .avail = avail,
@@ -165,6 +166,7 @@ static void call_free(rcall *rc)
 		event_del(&rc->timer);
 	rc->rs->n_calls--;
 	*sl_infer_worker_data(rc->call) = NULL;
+	free(rc->last_detail);
 	free(rc);
 }
 
@@ -172,7 +174,7 @@ static void call_free(rcall *rc)
 static void finish(rcall *rc, int status, const char *detail, const sl_usage *u)
 {
 	sl_infer *call = rc->call;
-	char d[sizeof rc->last_detail + 128]; /* detail may point into rc */
+	char d[640]; /* detail may point into rc */
 	if (detail)
 		snprintf(d, sizeof d, "%s", detail);
 	call_free(rc);
@@ -189,14 +191,14 @@ static void on_attempt_failed(rcall *rc, int status, const char *detail, sl_fail
 /* Starts an attempt on rc->cur (permits taken).  May end rc before it
  * returns (an inner worker that completes inline): callers must not touch
  * rc afterwards. */
-static void start_attempt(rcall *rc, int is_retry)
+static void start_attempt(rcall *rc, int is_retry, uint64_t now)
 {
 	router *r = rc->rs->r;
 	unsigned i = (unsigned)rc->cur;
 	rbackend *b = &r->b[i];
 	rc->attempts++;
 	rc->tried |= 1ull << i;
-	rc->t_start = now_ns();
+	rc->t_start = now;
 	rc->t_first = 0;
 	atomic_fetch_add_explicit(&b->attempts, 1, memory_order_relaxed);
 	if (is_retry)
@@ -206,7 +208,7 @@ static void start_attempt(rcall *rc, int is_retry)
 	sl_infer_annotate(rc->call, "backend", b->name);
 	rc->sub = sl_infer_sub_new(rc->call, &hooks, rc);
 	if (!rc->sub) {
-		sl_limiter_release(b->lim, now_ns(), 0, SL_LIMIT_IGNORE);
+		sl_limiter_release(b->lim, now, 0, SL_LIMIT_IGNORE);
 		sl_breaker_release(b->br, rc->probe);
 		finish(rc, SL_ENOMEM, "router: out of memory", NULL);
 		return;
@@ -269,7 +271,7 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 		finish(rc, rc->last_status ? rc->last_status : why, d, NULL);
 		return;
 	}
-	start_attempt(rc, 1);
+	start_attempt(rc, 1, now);
 }
 
 /* Decides after a failed attempt on `backend`: fail over, retry later, or
@@ -281,7 +283,12 @@ static void on_attempt_failed(rcall *rc, int status, const char *detail, sl_fail
 	rbackend *b = &r->b[backend];
 	uint64_t now = now_ns();
 	rc->last_status = status;
-	snprintf(rc->last_detail, sizeof rc->last_detail, "%s", detail ? detail : sl_strerror(status));
+	free(rc->last_detail);
+	rc->last_detail = strdup(detail ? detail : sl_strerror(status));
+	if (!rc->last_detail) {
+		finish(rc, status, detail, NULL);
+		return;
+	}
 	if (status == SL_ECANCELED || rc->fwd > 0 || !retryable(kind, http) ||
 	    rc->attempts >= r->max_attempts) {
 		finish(rc, status, rc->last_detail, NULL);
@@ -301,7 +308,7 @@ static void on_attempt_failed(rcall *rc, int status, const char *detail, sl_fail
 	}
 	/* fail over at once to a backend not tried yet */
 	if (choose_next(rc, now, 1) >= 0) {
-		start_attempt(rc, 1);
+		start_attempt(rc, 1, now);
 		return;
 	}
 	/* else the same backends again, after a backoff */
@@ -410,6 +417,7 @@ static int r_init(const void *cfg, void **state)
 		return SL_EINVAL;
 	}
 	r->model = strdup(o->model ? o->model : "");
+	r->needs_session = strcmp(r->bal->name, "sticky") == 0;
 	r->max_attempts = o->max_attempts ? o->max_attempts : r->n + 1;
 	for (unsigned i = 0; i < r->n && rc == SL_OK; i++) {
 		const sl_router_backend *ob = &o->backends[i];
@@ -518,7 +526,7 @@ static int r_infer(void *ss, sl_infer *call)
 		return SL_OK;
 	}
 	sl_retry_budget_on_request(r->b[rc->cur].bud, now);
-	start_attempt(rc, 0);
+	start_attempt(rc, 0, now);
 	return SL_OK;
 }
 
