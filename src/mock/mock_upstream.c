@@ -26,6 +26,14 @@
  * the connection at once in every state: timers are cancelled and all memory
  * is freed (this is how a "hang" request is cleaned up).
  *
+ * Runtime control: POST /mock/config changes sl_mock_upstream.cfg under
+ * cfg_mu and bumps cfg_gen; each completion request first compares cfg_gen
+ * with its worker's copy (cfg_sync), so the hot path gains one shared load
+ * that only misses the cache right after a change.  GET /mock/stats sums
+ * per-worker counters that only their own thread writes (struct wstats).
+ * A connection is "in flight" from the moment a completion request is read
+ * until response_done (completed) or conn_free (cancelled by the client).
+ *
  * Memory safety rule: handlers never free a connection; they set c->dead and
  * the libevent callback that entered (on_read, on_write, on_timer) frees it
  * as its last action.
@@ -44,6 +52,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +94,8 @@
 #define MOCK_TRICKLE_US 10000u       /* "trickle": one byte every 10 ms */
 #define MOCK_LINGER_US 2000000u      /* lingering close, then close() */
 #define MOCK_BACKLOG 4096
+#define MOCK_MAX_FAIL_AFTER 1000000000u /* --fail-after, "fail_after" */
+#define MOCK_CACHE_LINE 64
 
 /* ----------------------------------------------------------------- faults */
 
@@ -105,18 +116,34 @@ static int fault_from(const char *s, size_t n)
 
 /* ----------------------------------------------------------------- types */
 
-/* Validated options; read-only once the workers run. */
+/* The settings that POST /mock/config can change at run time. */
+struct mock_cfg {
+	unsigned tokens;
+	uint64_t first_us, inter_us;
+	int fault;            /* enum fault */
+	uint32_t fault_ppm;   /* fraction of requests affected, parts per million */
+	uint64_t fail_after;  /* the first fail_after requests get no fault; 0: off */
+	uint64_t fault_epoch; /* bumped when fault, fault_rate or fail_after is set:
+	                         each worker then restarts its error diffusion */
+};
+
+/* Validated options; read-only once the workers run.  cfg is the initial
+ * runtime configuration. */
 struct mock_opts {
 	struct sockaddr_storage addr; /* bind address, port filled at start */
 	socklen_t addrlen;
 	char host[INET6_ADDRSTRLEN + 2]; /* numeric, IPv6 in brackets */
 	int port;
 	int threads;
-	unsigned tokens;
-	uint64_t first_us, inter_us;
-	int fault;          /* enum fault */
-	uint32_t fault_ppm; /* fraction of requests affected, parts per million */
+	struct mock_cfg cfg;
 	char model[MOCK_MAX_MODEL + 1];
+};
+
+/* Per-worker counters behind GET /mock/stats.  Written only by the worker's
+ * own thread (bump(): a plain load and store, no locked instruction), read by
+ * any thread; the reader sums the workers. */
+struct wstats {
+	_Atomic uint64_t requests, streams, faults, completed, cancelled;
 };
 
 struct conn;
@@ -124,7 +151,12 @@ struct conn;
 /* One event-loop thread.  Every field is owned by the worker's thread while
  * it runs, and by the starter/stopper before and after. */
 struct worker {
+	/* First, on its own cache line: read by other threads (GET /mock/stats). */
+	_Alignas(MOCK_CACHE_LINE) struct wstats stats;
+	sl_mock_upstream *m;
 	const struct mock_opts *o;
+	struct mock_cfg cfg;    /* this thread's copy of m->cfg ... */
+	uint64_t cfg_gen;       /* ... as of m->cfg_gen == cfg_gen */
 	unsigned idx;
 	pthread_t tid;
 	bool running;
@@ -140,11 +172,24 @@ struct worker {
 	mb out, body, ev, dechunk; /* scratch builders, reset before each use */
 };
 
+/* Allocated with 64-byte alignment (mock_alloc): the shared atomics below
+ * sit on cache lines of their own. */
 struct sl_mock_upstream {
 	struct mock_opts o;
 	int stop_fd; /* eventfd written once by stop() */
 	int nworkers;
 	struct worker *w;
+	/* Runtime configuration (POST /mock/config).  cfg changes only under
+	 * cfg_mu, and every change then bumps cfg_gen (release).  A worker checks
+	 * cfg_gen once per completion request (one load of a line that is almost
+	 * never written) and copies cfg under cfg_mu only when it moved. */
+	pthread_mutex_t cfg_mu;
+	struct mock_cfg cfg;
+	_Alignas(MOCK_CACHE_LINE) _Atomic uint64_t cfg_gen;
+	/* Requests counted toward cfg.fail_after since it was last set; only
+	 * incremented while below it, so it is read-only once the threshold is
+	 * passed. */
+	_Alignas(MOCK_CACHE_LINE) _Atomic uint64_t fail_count;
 };
 
 enum cstate { C_IDLE, C_DELAYED, C_STREAM, C_TRICKLE, C_HANG, C_LINGER };
@@ -177,6 +222,7 @@ struct conn {
 	bool continue_sent;  /* "100 Continue" sent for the current request */
 	bool rpaused;        /* rev removed: input full while busy */
 	bool wpending;       /* wev added: output queued */
+	bool inflight;       /* a completion request is being answered (stats) */
 	struct event *rev, *wev, *tev; /* wev, tev made on first use */
 	char *ib;            /* unparsed input [0, ilen) */
 	size_t ilen, icap;
@@ -199,6 +245,26 @@ static uint64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Adds 1 to a counter that only the calling thread writes: a plain load and
+ * a release store (no locked instruction); release so that a reader that
+ * sees a "completed" or "cancelled" value also sees the "requests" increment
+ * that preceded it (see stats_snapshot). */
+static inline void bump(_Atomic uint64_t *x)
+{
+	atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + 1,
+	                      memory_order_release);
+}
+
+/* calloc with MOCK_CACHE_LINE alignment (for the types with _Alignas). */
+static void *mock_alloc(size_t n)
+{
+	size_t sz = (n + MOCK_CACHE_LINE - 1) / MOCK_CACHE_LINE * MOCK_CACHE_LINE;
+	void *p = aligned_alloc(MOCK_CACHE_LINE, sz ? sz : MOCK_CACHE_LINE);
+	if (p)
+		memset(p, 0, sz);
+	return p;
 }
 
 /* Strict decimal integer in [0, max]; s[0..n) need not be NUL-terminated. */
@@ -402,6 +468,10 @@ static void maybe_linger(struct conn *c)
 static void response_done(struct conn *c, bool async)
 {
 	c->state = C_IDLE;
+	if (c->inflight) {
+		c->inflight = false;
+		bump(&c->w->stats.completed);
+	}
 	if (!c->ka) {
 		c->closing = true;
 		maybe_linger(c);
@@ -480,9 +550,10 @@ static void send_body(struct conn *c, int status, const char *ctype, const char 
 	response_done(c, false);
 }
 
-/* Sends an OpenAI-style error: {"error":{"message","type","param","code"}}. */
-static void send_error(struct conn *c, int status, const char *type, const char *code,
-                       const char *msg, const char *extra)
+/* Sends an OpenAI-style error: {"error":{"message","type","param","code"}};
+ * param NULL: "param":null. */
+static void send_error_param(struct conn *c, int status, const char *type, const char *code,
+                             const char *param, const char *msg, const char *extra)
 {
 	mb *b = &c->w->body;
 	mb_reset(b);
@@ -490,7 +561,13 @@ static void send_error(struct conn *c, int status, const char *type, const char 
 	mb_json_str(b, msg, strlen(msg));
 	mb_lit(b, "\",\"type\":\"");
 	mb_str(b, type);
-	mb_lit(b, "\",\"param\":null,\"code\":");
+	if (param) {
+		mb_lit(b, "\",\"param\":\"");
+		mb_json_str(b, param, strlen(param));
+		mb_lit(b, "\",\"code\":");
+	} else {
+		mb_lit(b, "\",\"param\":null,\"code\":");
+	}
 	if (code) {
 		mb_lit(b, "\"");
 		mb_str(b, code);
@@ -500,6 +577,12 @@ static void send_error(struct conn *c, int status, const char *type, const char 
 	}
 	mb_lit(b, "}}");
 	send_body(c, status, "application/json", extra);
+}
+
+static void send_error(struct conn *c, int status, const char *type, const char *code,
+                       const char *msg, const char *extra)
+{
+	send_error_param(c, status, type, code, NULL, msg, extra);
 }
 
 static void send_invalid(struct conn *c, int status, const char *msg)
@@ -747,19 +830,44 @@ struct params {
 	size_t model_len;
 };
 
-/* Decides the fault of a request without X-Mock-Fault: error diffusion on
- * the rate, so exactly fault_ppm per million requests of this worker are
- * affected, evenly spaced (rate 0.5: every 2nd request; 0.25: every 4th). */
+/* Brings the worker's copy of the runtime configuration up to date; called
+ * once per completion request.  The fast path is one acquire load. */
+static void cfg_sync(struct worker *w)
+{
+	sl_mock_upstream *m = w->m;
+	if (atomic_load_explicit(&m->cfg_gen, memory_order_acquire) == w->cfg_gen)
+		return;
+	uint64_t epoch = w->cfg.fault_epoch;
+	pthread_mutex_lock(&m->cfg_mu);
+	w->cfg = m->cfg;
+	w->cfg_gen = atomic_load_explicit(&m->cfg_gen, memory_order_relaxed);
+	pthread_mutex_unlock(&m->cfg_mu);
+	if (w->cfg.fault_epoch != epoch)
+		w->fault_acc = 0;
+}
+
+/* Decides the fault of a request without X-Mock-Fault.  The first
+ * fail_after such requests (over all workers, since fail_after was set) get
+ * none; then error diffusion on the rate, so exactly fault_ppm per million
+ * requests of this worker are affected, evenly spaced (rate 0.5: every 2nd
+ * request; 0.25: every 4th). */
 static int pick_fault(struct worker *w)
 {
-	const struct mock_opts *o = w->o;
-	if (o->fault == F_NONE || o->fault_ppm == 0)
+	const struct mock_cfg *k = &w->cfg;
+	if (k->fail_after) {
+		_Atomic uint64_t *n = &w->m->fail_count;
+		/* Read first: past the threshold the shared line is never written. */
+		if (atomic_load_explicit(n, memory_order_relaxed) < k->fail_after &&
+		    atomic_fetch_add_explicit(n, 1, memory_order_relaxed) < k->fail_after)
+			return F_NONE;
+	}
+	if (k->fault == F_NONE || k->fault_ppm == 0)
 		return F_NONE;
-	w->fault_acc += o->fault_ppm;
+	w->fault_acc += k->fault_ppm;
 	if (w->fault_acc < 1000000u)
 		return F_NONE;
 	w->fault_acc -= 1000000u;
-	return o->fault;
+	return k->fault;
 }
 
 static void start_stream(struct conn *c, const struct params *p, uint64_t seq)
@@ -885,7 +993,7 @@ static void delayed_fire(struct conn *c)
 /* Reads the X-Mock-* headers over the defaults; false after sending 400. */
 static bool read_overrides(struct conn *c, const mh_request *rq, unsigned *tokens, struct params *p)
 {
-	const struct mock_opts *o = c->w->o;
+	const struct mock_cfg *o = &c->w->cfg;
 	*tokens = o->tokens;
 	p->first_us = o->first_us;
 	p->inter_us = o->inter_us;
@@ -937,6 +1045,9 @@ static void handle_completion(struct conn *c, const mh_request *rq, const char *
 	struct worker *w = c->w;
 	struct params p = {.chat = chat};
 	unsigned tokens;
+	c->inflight = true;
+	bump(&w->stats.requests);
+	cfg_sync(w);
 	if (!read_overrides(c, rq, &tokens, &p))
 		return;
 	if (blen == 0) {
@@ -1004,6 +1115,10 @@ static void handle_completion(struct conn *c, const mh_request *rq, const char *
 	p.length = limit < tokens;
 	if (p.fault < 0)
 		p.fault = pick_fault(w);
+	if (p.stream)
+		bump(&w->stats.streams);
+	if (p.fault != F_NONE)
+		bump(&w->stats.faults);
 
 	uint64_t seq = ++w->seq;
 	switch (p.fault) {
@@ -1024,6 +1139,251 @@ static void handle_completion(struct conn *c, const mh_request *rq, const char *
 	}
 out:
 	json_decref(root);
+}
+
+/* --------------------------------------------------------- runtime control */
+
+/* Appends v / 10^decimals as a JSON number without trailing zeros
+ * (1500, 3 -> "1.5"; 1000000, 6 -> "1"). */
+static void mb_fixed(mb *b, uint64_t v, unsigned decimals)
+{
+	uint64_t scale = 1;
+	for (unsigned i = 0; i < decimals; i++)
+		scale *= 10;
+	mb_u64(b, v / scale);
+	uint64_t frac = v % scale;
+	if (!frac)
+		return;
+	char digits[20];
+	unsigned n = decimals;
+	for (unsigned i = n; i-- > 0;) {
+		digits[i] = (char)('0' + frac % 10);
+		frac /= 10;
+	}
+	while (n > 0 && digits[n - 1] == '0')
+		n--;
+	mb_lit(b, ".");
+	mb_add(b, digits, n);
+}
+
+/* {"tokens":..,"first_token_ms":..,"inter_token_ms":..,"fault":..,
+ *  "fault_rate":..,"fail_after":..} */
+static void put_cfg(mb *b, const struct mock_cfg *k)
+{
+	mb_lit(b, "{\"tokens\":");
+	mb_u64(b, k->tokens);
+	mb_lit(b, ",\"first_token_ms\":");
+	mb_fixed(b, k->first_us, 3);
+	mb_lit(b, ",\"inter_token_ms\":");
+	mb_fixed(b, k->inter_us, 3);
+	mb_lit(b, ",\"fault\":\"");
+	mb_str(b, fault_names[k->fault]);
+	mb_lit(b, "\",\"fault_rate\":");
+	mb_fixed(b, k->fault_ppm, 6);
+	mb_lit(b, ",\"fail_after\":");
+	mb_u64(b, k->fail_after);
+	mb_lit(b, "}");
+}
+
+enum { CF_TOKENS = 1, CF_FIRST = 2, CF_INTER = 4, CF_FAULT = 8, CF_RATE = 16, CF_FAIL_AFTER = 32 };
+
+#define CFG_FIELDS "tokens, first_token_ms, inter_token_ms, fault, fault_rate, fail_after"
+
+/* A JSON number in [0, max] (integers and reals alike). */
+static bool json_num_in(const json_t *v, double max, double *out)
+{
+	if (!json_is_number(v))
+		return false;
+	double d = json_number_value(v);
+	if (!(d >= 0 && d <= max))
+		return false;
+	*out = d;
+	return true;
+}
+
+/* A JSON integer in [0, max]. */
+static bool json_int_in(const json_t *v, uint64_t max, uint64_t *out)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+/* Sends 400 for a bad field of POST /mock/config: "param" names it. */
+static void send_bad_field(struct conn *c, const char *field, const char *msg)
+{
+	send_error_param(c, 400, "invalid_request_error", NULL, field, msg, NULL);
+}
+
+/* Validates a POST /mock/config body into *k (fields not given are left
+ * alone) and the CF_* bits of the given fields; false after sending 400.
+ * Nothing is applied here, so a bad body changes nothing. */
+static bool parse_cfg_body(struct conn *c, const char *body, size_t blen, struct mock_cfg *k,
+                           unsigned *set)
+{
+	*set = 0;
+	if (blen == 0) {
+		send_invalid(c, 400, "missing request body (a JSON object with any of: " CFG_FIELDS ")");
+		return false;
+	}
+	json_error_t jerr;
+	json_t *root = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "invalid JSON body: %s (line %d, column %d)", jerr.text,
+		         jerr.line, jerr.column);
+		for (char *q = msg; *q; q++)
+			if ((unsigned char)*q >= 0x80)
+				*q = '?';
+		send_invalid(c, 400, msg);
+		return false;
+	}
+	bool ok = false;
+	if (!json_is_object(root)) {
+		send_invalid(c, 400, "the request body must be a JSON object with any of: " CFG_FIELDS);
+		goto out;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(root, key, v)
+	{
+		uint64_t u;
+		double d;
+		if (strcmp(key, "tokens") == 0) {
+			if (!json_int_in(v, MOCK_MAX_TOKENS, &u)) {
+				send_bad_field(c, key, "'tokens' must be an integer 0..1000000");
+				goto out;
+			}
+			k->tokens = (unsigned)u;
+			*set |= CF_TOKENS;
+		} else if (strcmp(key, "first_token_ms") == 0 || strcmp(key, "inter_token_ms") == 0) {
+			bool first = key[0] == 'f';
+			if (!json_num_in(v, MOCK_MAX_DELAY_MS, &d)) {
+				send_bad_field(c, key, first ? "'first_token_ms' must be milliseconds 0..3600000"
+				                             : "'inter_token_ms' must be milliseconds 0..3600000");
+				goto out;
+			}
+			*(first ? &k->first_us : &k->inter_us) = (uint64_t)(d * 1000.0 + 0.5);
+			*set |= first ? CF_FIRST : CF_INTER;
+		} else if (strcmp(key, "fault") == 0) {
+			int f = json_is_string(v) ? fault_from(json_string_value(v), json_string_length(v)) : -1;
+			if (f < 0) {
+				send_bad_field(c, key, "'fault' must be one of: " FAULT_LIST);
+				goto out;
+			}
+			k->fault = f;
+			*set |= CF_FAULT;
+		} else if (strcmp(key, "fault_rate") == 0) {
+			if (!json_num_in(v, 1.0, &d)) {
+				send_bad_field(c, key, "'fault_rate' must be a number 0..1");
+				goto out;
+			}
+			k->fault_ppm = (uint32_t)(d * 1e6 + 0.5);
+			*set |= CF_RATE;
+		} else if (strcmp(key, "fail_after") == 0) {
+			if (!json_int_in(v, MOCK_MAX_FAIL_AFTER, &u)) {
+				send_bad_field(c, key, "'fail_after' must be an integer 0..1000000000");
+				goto out;
+			}
+			k->fail_after = u;
+			*set |= CF_FAIL_AFTER;
+		} else {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "unknown field '%.40s%s' (accepted: " CFG_FIELDS ")", key,
+			         strlen(key) > 40 ? "..." : "");
+			for (char *q = msg; *q; q++) /* a cut UTF-8 sequence must not reach the JSON */
+				if ((unsigned char)*q >= 0x80)
+					*q = '?';
+			send_bad_field(c, key, msg);
+			goto out;
+		}
+	}
+	ok = true;
+out:
+	json_decref(root);
+	return ok;
+}
+
+/* GET /mock/config: the current settings.  POST /mock/config: changes the
+ * given ones (all at once, for every request read afterwards on any thread),
+ * then answers like GET. */
+static void handle_config(struct conn *c, const mh_request *rq, const char *body, size_t blen)
+{
+	sl_mock_upstream *m = c->w->m;
+	struct mock_cfg k;
+	if (rq->method == MH_POST) {
+		struct mock_cfg upd;
+		unsigned set;
+		memset(&upd, 0, sizeof(upd));
+		if (!parse_cfg_body(c, body, blen, &upd, &set))
+			return;
+		pthread_mutex_lock(&m->cfg_mu);
+		k = m->cfg;
+		if (set & CF_TOKENS)
+			k.tokens = upd.tokens;
+		if (set & CF_FIRST)
+			k.first_us = upd.first_us;
+		if (set & CF_INTER)
+			k.inter_us = upd.inter_us;
+		if (set & CF_FAULT)
+			k.fault = upd.fault;
+		if (set & CF_RATE)
+			k.fault_ppm = upd.fault_ppm;
+		if (set & CF_FAIL_AFTER) {
+			k.fail_after = upd.fail_after;
+			atomic_store_explicit(&m->fail_count, 0, memory_order_relaxed);
+		}
+		if (set & (CF_FAULT | CF_RATE | CF_FAIL_AFTER))
+			k.fault_epoch++;
+		m->cfg = k;
+		atomic_store_explicit(&m->cfg_gen, atomic_load_explicit(&m->cfg_gen, memory_order_relaxed) + 1,
+		                      memory_order_release);
+		pthread_mutex_unlock(&m->cfg_mu);
+	} else {
+		pthread_mutex_lock(&m->cfg_mu);
+		k = m->cfg;
+		pthread_mutex_unlock(&m->cfg_mu);
+	}
+	mb *b = &c->w->body;
+	mb_reset(b);
+	put_cfg(b, &k);
+	send_body(c, 200, "application/json", NULL);
+}
+
+/* GET /mock/stats: the workers' counters summed.  Per worker, "completed"
+ * and "cancelled" are read before "requests" (acquire, pairing with bump's
+ * release), so requests >= completed + cancelled and in_flight, the rest,
+ * is never negative. */
+static void handle_stats(struct conn *c)
+{
+	sl_mock_upstream *m = c->w->m;
+	uint64_t req = 0, streams = 0, faults = 0, done = 0, cancelled = 0;
+	for (int i = 0; i < m->nworkers; i++) {
+		struct wstats *st = &m->w[i].stats;
+		done += atomic_load_explicit(&st->completed, memory_order_acquire);
+		cancelled += atomic_load_explicit(&st->cancelled, memory_order_acquire);
+		req += atomic_load_explicit(&st->requests, memory_order_acquire);
+		streams += atomic_load_explicit(&st->streams, memory_order_relaxed);
+		faults += atomic_load_explicit(&st->faults, memory_order_relaxed);
+	}
+	mb *b = &c->w->body;
+	mb_reset(b);
+	mb_lit(b, "{\"requests\":");
+	mb_u64(b, req);
+	mb_lit(b, ",\"streams\":");
+	mb_u64(b, streams);
+	mb_lit(b, ",\"faults\":");
+	mb_u64(b, faults);
+	mb_lit(b, ",\"in_flight\":");
+	mb_u64(b, req - done - cancelled);
+	mb_lit(b, ",\"completed\":");
+	mb_u64(b, done);
+	mb_lit(b, ",\"cancelled_by_client\":");
+	mb_u64(b, cancelled);
+	mb_lit(b, "}");
+	send_body(c, 200, "application/json", NULL);
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -1050,6 +1410,24 @@ static void send_model(mb *b, const char *id, size_t n)
 static void handle(struct conn *c, const mh_request *rq, const char *body, size_t blen)
 {
 	struct worker *w = c->w;
+	if (path_is(rq, "/mock/config")) {
+		if (rq->method != MH_GET && rq->method != MH_POST) {
+			send_error(c, 405, "invalid_request_error", NULL, "method not allowed (use GET or POST)",
+			           "Allow: GET, POST\r\n");
+			return;
+		}
+		handle_config(c, rq, body, blen);
+		return;
+	}
+	if (path_is(rq, "/mock/stats")) {
+		if (rq->method != MH_GET) {
+			send_error(c, 405, "invalid_request_error", NULL, "method not allowed (use GET)",
+			           "Allow: GET\r\n");
+			return;
+		}
+		handle_stats(c);
+		return;
+	}
 	bool chat = path_ends(rq, "/chat/completions");
 	if (chat || path_ends(rq, "/completions")) {
 		if (rq->method != MH_POST) {
@@ -1233,6 +1611,8 @@ static void conn_input(struct conn *c, const char *data, size_t len, bool owned)
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
+	if (c->inflight)
+		bump(&w->stats.cancelled); /* the answer did not end */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1435,7 +1815,10 @@ static void worker_fini(struct worker *w)
 
 static int worker_init(struct worker *w, sl_mock_upstream *m, unsigned idx)
 {
+	w->m = m;
 	w->o = &m->o;
+	w->cfg = m->cfg;
+	w->cfg_gen = 0;
 	w->idx = idx;
 	w->dechunk.limit = MOCK_MAX_BODY;
 	w->out.limit = MOCK_MAX_OUTPUT;
@@ -1521,6 +1904,7 @@ void sl_mock_upstream_stop(sl_mock_upstream *m)
 		worker_fini(&m->w[i]);
 	if (m->stop_fd >= 0)
 		close(m->stop_fd);
+	pthread_mutex_destroy(&m->cfg_mu);
 	free(m->w);
 	free(m);
 }
@@ -1535,15 +1919,23 @@ static int start_opts(const struct mock_opts *o, sl_mock_upstream **out)
 {
 	*out = NULL;
 	raise_nofile();
-	sl_mock_upstream *m = calloc(1, sizeof(*m));
+	sl_mock_upstream *m = mock_alloc(sizeof(*m));
 	if (!m)
 		return SL_ENOMEM;
 	m->o = *o;
 	m->stop_fd = -1;
+	m->cfg = o->cfg;
+	atomic_init(&m->cfg_gen, 0);
+	atomic_init(&m->fail_count, 0);
+	if (pthread_mutex_init(&m->cfg_mu, NULL) != 0) {
+		free(m);
+		return SL_ENOMEM;
+	}
 	int port = probe_port(&m->o);
 	if (port < 0) {
 		fprintf(stderr, "mock-upstream: cannot listen on %s:%d: %s\n", m->o.host, m->o.port,
 		        strerror(errno));
+		pthread_mutex_destroy(&m->cfg_mu);
 		free(m);
 		return SL_ESYS;
 	}
@@ -1554,7 +1946,7 @@ static int start_opts(const struct mock_opts *o, sl_mock_upstream **out)
 		rc = SL_ESYS;
 		goto fail;
 	}
-	if (!(m->w = calloc((size_t)o->threads, sizeof(*m->w)))) {
+	if (!(m->w = mock_alloc((size_t)o->threads * sizeof(*m->w)))) {
 		rc = SL_ENOMEM;
 		goto fail;
 	}
@@ -1597,11 +1989,18 @@ static const char usage_text[] =
 	"  --fault MODE         " FAULT_LIST " (default none)\n"
 	"  --fault-rate R       fraction of requests with the fault, 0..1 (default 1);\n"
 	"                       exactly every 1/R-th request per thread\n"
+	"  --fail-after N       the first N requests get no fault, later ones get --fault\n"
+	"                       (the rate applies), 0..1000000000 (default 0: off)\n"
 	"  --model NAME         model reported when a request names none (default mock-model)\n"
 	"Per-request headers: X-Mock-Tokens, X-Mock-Fault, X-Mock-First-Token-Ms,\n"
-	"X-Mock-Inter-Token-Ms override the flags.  See docs/mock-upstream.md.\n";
+	"X-Mock-Inter-Token-Ms override the flags.\n"
+	"Runtime control: GET/POST /mock/config changes tokens, delays and faults of a\n"
+	"running server; GET /mock/stats counts requests.  See docs/mock-upstream.md.\n";
 
-enum flag { FL_PORT, FL_HOST, FL_THREADS, FL_TOKENS, FL_FIRST, FL_INTER, FL_FAULT, FL_RATE, FL_MODEL, FL__COUNT };
+enum flag {
+	FL_PORT, FL_HOST, FL_THREADS, FL_TOKENS, FL_FIRST, FL_INTER, FL_FAULT, FL_RATE, FL_FAIL_AFTER,
+	FL_MODEL, FL__COUNT
+};
 
 static const struct {
 	const char *name;
@@ -1615,6 +2014,7 @@ static const struct {
 	[FL_INTER] = {"--inter-token-ms", "milliseconds 0..3600000, e.g. 20 or 0.5"},
 	[FL_FAULT] = {"--fault", FAULT_LIST},
 	[FL_RATE] = {"--fault-rate", "a fraction 0..1, e.g. 0.25"},
+	[FL_FAIL_AFTER] = {"--fail-after", "an integer 0..1000000000"},
 	[FL_MODEL] = {"--model", "a name of 1..256 bytes"},
 };
 
@@ -1662,12 +2062,12 @@ static int parse_opts(int argc, char **argv, struct mock_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->port = MOCK_DEFAULT_PORT;
 	o->threads = (int)(cpu_count() > MOCK_MAX_THREADS ? MOCK_MAX_THREADS : cpu_count());
-	o->tokens = MOCK_DEFAULT_TOKENS;
-	o->fault = F_NONE;
-	o->fault_ppm = 1000000u;
+	o->cfg.tokens = MOCK_DEFAULT_TOKENS;
+	o->cfg.fault = F_NONE;
+	o->cfg.fault_ppm = 1000000u;
 	snprintf(o->model, sizeof(o->model), "%s", MOCK_DEFAULT_MODEL);
 	const char *host = MOCK_DEFAULT_HOST;
-	bool fault_given = false, rate_given = false;
+	bool fault_given = false, rate_given = false, fail_after_given = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -1683,7 +2083,8 @@ static int parse_opts(int argc, char **argv, struct mock_opts *o)
 		if (f == FL__COUNT) {
 			fprintf(stderr,
 			        "mock-upstream: unknown flag '%s' (accepted: --port, --host, --threads, --tokens, "
-			        "--first-token-ms, --inter-token-ms, --fault, --fault-rate, --model, --help)\n",
+			        "--first-token-ms, --inter-token-ms, --fault, --fault-rate, --fail-after, --model, "
+			        "--help)\n",
 			        a);
 			return 2;
 		}
@@ -1712,19 +2113,19 @@ static int parse_opts(int argc, char **argv, struct mock_opts *o)
 			o->threads = (int)u;
 			break;
 		case FL_TOKENS:
-			if (!parse_uint(val, vl, MOCK_MAX_TOKENS, &o->tokens))
+			if (!parse_uint(val, vl, MOCK_MAX_TOKENS, &o->cfg.tokens))
 				return bad_value(f, val);
 			break;
 		case FL_FIRST:
-			if (!parse_ms(val, vl, &o->first_us))
+			if (!parse_ms(val, vl, &o->cfg.first_us))
 				return bad_value(f, val);
 			break;
 		case FL_INTER:
-			if (!parse_ms(val, vl, &o->inter_us))
+			if (!parse_ms(val, vl, &o->cfg.inter_us))
 				return bad_value(f, val);
 			break;
 		case FL_FAULT:
-			if ((o->fault = fault_from(val, vl)) < 0)
+			if ((o->cfg.fault = fault_from(val, vl)) < 0)
 				return bad_value(f, val);
 			fault_given = true;
 			break;
@@ -1732,10 +2133,16 @@ static int parse_opts(int argc, char **argv, struct mock_opts *o)
 			double r;
 			if (!parse_decimal(val, vl, 1.0, &r))
 				return bad_value(f, val);
-			o->fault_ppm = (uint32_t)(r * 1e6 + 0.5);
+			o->cfg.fault_ppm = (uint32_t)(r * 1e6 + 0.5);
 			rate_given = true;
 			break;
 		}
+		case FL_FAIL_AFTER:
+			if (!parse_uint(val, vl, MOCK_MAX_FAIL_AFTER, &u))
+				return bad_value(f, val);
+			o->cfg.fail_after = u;
+			fail_after_given = true;
+			break;
 		case FL_MODEL:
 			if (vl == 0 || vl > MOCK_MAX_MODEL)
 				return bad_value(f, val);
@@ -1743,8 +2150,9 @@ static int parse_opts(int argc, char **argv, struct mock_opts *o)
 			break;
 		}
 	}
-	if (rate_given && !fault_given) {
-		fprintf(stderr, "mock-upstream: --fault-rate needs --fault (accepted: %s)\n", FAULT_LIST);
+	if ((rate_given || fail_after_given) && !fault_given) {
+		fprintf(stderr, "mock-upstream: %s needs --fault (accepted: %s)\n",
+		        rate_given ? "--fault-rate" : "--fail-after", FAULT_LIST);
 		return 2;
 	}
 	if (!resolve_host(o, host)) {

@@ -6,13 +6,19 @@
  * streaming), GET /v1/models and GET /healthz, with deterministic content
  * ("w0 w1 w2 ..."), configurable token count and delays, and injectable
  * faults (http500, http429, hang, drop-mid-stream, malformed, trickle).
+ * GET/POST /mock/config changes tokens, delays and faults while it runs;
+ * GET /mock/stats counts requests, streams, faults, cancellations.
  * User documentation: docs/mock-upstream.md.
  *
  * Threading: the server runs N event-loop threads, each with its own
  * event_base and its own SO_REUSEPORT listening socket; a connection lives on
- * the thread that accepted it.  The threads share only the read-only options
- * and one eventfd used to stop them.  Every delay is a libevent timer; no
- * thread ever sleeps.
+ * the thread that accepted it.  The threads share the read-only options, one
+ * eventfd used to stop them, the runtime configuration of POST /mock/config
+ * (a struct behind a mutex plus an atomic generation number that each
+ * completion request loads once; a thread copies the struct only when the
+ * number moved) and the GET /mock/stats counters (per thread, atomics written
+ * only by their thread).  Every delay is a libevent timer; no thread ever
+ * sleeps.
  */
 #ifndef SLUICE_MOCK_UPSTREAM_H
 #define SLUICE_MOCK_UPSTREAM_H

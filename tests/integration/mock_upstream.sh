@@ -2,7 +2,8 @@
 # Integration test of `sluice mock-upstream`: starts the real server on
 # 127.0.0.1 (port 0: the kernel picks a free one, read back from the start
 # line) and checks the OpenAI shapes, streaming framing, per-request
-# overrides, faults, limits, flags and shutdown with curl.
+# overrides, faults, limits, runtime control (/mock/config, /mock/stats,
+# --fail-after), flags and shutdown with curl.
 # Usage: tests/integration/mock_upstream.sh /path/to/sluice
 # Prints "N passed, M failed" last; exits non-zero when anything failed.
 set -u
@@ -279,6 +280,164 @@ T=$(curl -s -o /dev/null -w '%{time_total}' -d "$CHAT" "http://127.0.0.1:$PORT/v
 check "--first-token-ms/--inter-token-ms ($T >= 0.35)" awk -v t="$T" 'BEGIN{exit !(t >= 0.34 && t < 3)}'
 stop "$PID"
 
+# ------------------------------------------------------------ runtime control
+# codes N ARGS...: the status codes of N chat requests, comma-terminated.
+codes() {
+	local n=$1 out= _; shift
+	for _ in $(seq "$n"); do
+		out="$out$(curl -s -o /dev/null -w '%{http_code}' "$@" -d "$CHAT" "$U/v1/chat/completions"),"
+	done
+	printf '%s' "$out"
+}
+# cfg BODY: POST /mock/config, prints the body then the status code.
+cfg() { curl -s -w ' %{http_code}' -d "$1" "$U/mock/config"; }
+
+start ctl --threads 2 --tokens 3
+U="http://127.0.0.1:$PORT"
+R=$(curl -s "$U/mock/config")
+eq "GET /mock/config: the flags" "$R" '{"tokens":3,"first_token_ms":0,"inter_token_ms":0,"fault":"none","fault_rate":1,"fail_after":0}'
+check_json "config is JSON" "$R"
+R=$(cfg '{"tokens":2,"first_token_ms":12.5}')
+eq "POST /mock/config: changes the given fields, answers all" "$R" '{"tokens":2,"first_token_ms":12.5,"inter_token_ms":0,"fault":"none","fault_rate":1,"fail_after":0} 200'
+eq "GET /mock/config after POST" "$(curl -s "$U/mock/config")" "${R% 200}"
+# every thread sees it: ids name the thread (chatcmpl-mock-<thread>-<n>)
+SEEN= BADN=0
+for i in $(seq 60); do
+	R=$(curl -s -d "$CHAT" "$U/v1/chat/completions")
+	case $R in *'"content":"w0 w1"'*) ;; *) BADN=$((BADN + 1)) ;; esac
+	SEEN="$SEEN $(sed -n 's/.*"id":"chatcmpl-mock-\([0-9]*\)-.*/\1/p' <<<"$R")"
+	[ "$i" -ge 10 ] && [ "$(tr ' ' '\n' <<<"$SEEN" | sed '/^$/d' | sort -u | wc -l)" -ge 2 ] && break
+done
+eq "new tokens on every request" "$BADN" 0
+eq "both threads answered with the new tokens" "$(tr ' ' '\n' <<<"$SEEN" | sed '/^$/d' | sort -u | tr '\n' ,)" "0,1,"
+# a backend that slows down, then speeds up again
+cfg '{"first_token_ms":400}' >/dev/null
+T=$(curl -s -o /dev/null -w '%{time_total}' -d "$CHAT" "$U/v1/chat/completions")
+check "first_token_ms 400 applies ($T >= 0.4)" awk -v t="$T" 'BEGIN{exit !(t >= 0.39 && t < 3)}'
+cfg '{"first_token_ms":0}' >/dev/null
+T=$(curl -s -o /dev/null -w '%{time_total}' -d "$CHAT" "$U/v1/chat/completions")
+check "first_token_ms 0 applies ($T < 0.3)" awk -v t="$T" 'BEGIN{exit !(t < 0.3)}'
+# an answer under way keeps the settings it started with
+cfg '{"tokens":4,"inter_token_ms":150}' >/dev/null
+curl -s -N -o "$TMP/s" -d '{"stream":true,"messages":[]}' "$U/v1/chat/completions" &
+SPID=$!
+for _ in $(seq 40); do # until the mock has read it
+	case $(curl -s "$U/mock/stats") in *'"in_flight":1,'*) break ;; esac
+	sleep 0.05
+done
+cfg '{"tokens":1,"inter_token_ms":0}' >/dev/null
+has "next request: new settings" "$(curl -s -d "$CHAT" "$U/v1/chat/completions")" '"content":"w0"}'
+wait "$SPID"
+eq "stream under way keeps its settings (role+4+final+done)" "$(grep -c '^data: ' "$TMP/s")" 7
+# starts failing, then recovers
+R=$(cfg '{"fault":"http500"}')
+has "POST fault http500" "$R" '"fault":"http500","fault_rate":1,"fail_after":0} 200'
+eq "fault applies to every request" "$(codes 6)" "500,500,500,500,500,500,"
+eq "/mock/config gets no fault" "$(curl -s -o /dev/null -w '%{http_code}' "$U/mock/config")" 200
+eq "X-Mock-Fault none still overrides" "$(codes 1 -H 'X-Mock-Fault: none')" "200,"
+cfg '{"fault":"none"}' >/dev/null
+eq "recovered" "$(codes 6)" "200,200,200,200,200,200,"
+# validation: 400 naming the field, nothing changed
+BEFORE=$(curl -s "$U/mock/config")
+while read -r body param; do
+	R=$(cfg "$body")
+	has "bad $body: 400" "$R" " 400"
+	has "bad $body: param $param" "$R" "\"type\":\"invalid_request_error\",\"param\":\"$param\""
+done <<'BAD'
+{"tokens":-1} tokens
+{"tokens":1000001} tokens
+{"tokens":2.5} tokens
+{"tokens":"3"} tokens
+{"first_token_ms":3600001} first_token_ms
+{"inter_token_ms":-0.5} inter_token_ms
+{"inter_token_ms":null} inter_token_ms
+{"fault":"bogus"} fault
+{"fault_rate":1.5} fault_rate
+{"fail_after":-1} fail_after
+{"tokens":4,"bogus":1} bogus
+BAD
+has "bad fault: lists the modes" "$(cfg '{"fault":"x"}')" "drop-mid-stream"
+has "unknown field: lists the fields" "$(cfg '{"x":1}')" "(accepted: tokens, first_token_ms, inter_token_ms, fault, fault_rate, fail_after)"
+R=$(cfg '{"tokens":')
+has "invalid JSON: 400" "$R" " 400"
+has "invalid JSON: error shape" "$R" '"type":"invalid_request_error","param":null'
+has "non-object body: 400" "$(cfg '[1]')" " 400"
+eq "missing body: 400" "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$U/mock/config")" 400
+eq "a rejected POST changes nothing" "$(curl -s "$U/mock/config")" "$BEFORE"
+eq "PUT /mock/config 405" "$(curl -s -o /dev/null -D "$TMP/h" -w '%{http_code}' -X PUT -d '{}' "$U/mock/config")" 405
+has "405 Allow: GET, POST" "$(cat "$TMP/h")" "Allow: GET, POST"
+eq "POST /mock/stats 405" "$(curl -s -o /dev/null -w '%{http_code}' -d '{}' "$U/mock/stats")" 405
+eq "/mock/ paths match whole" "$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/mock/config")" 404
+stop "$PID"
+
+# counters
+start stats --threads 2 --tokens 2
+U="http://127.0.0.1:$PORT"
+R=$(curl -s "$U/mock/stats")
+eq "stats start at 0" "$R" '{"requests":0,"streams":0,"faults":0,"in_flight":0,"completed":0,"cancelled_by_client":0}'
+check_json "stats is JSON" "$R"
+codes 3 >/dev/null
+curl -s -N -o /dev/null -d "$SB" "$U/v1/chat/completions"
+curl -s -N -o /dev/null -d '{"prompt":"x","stream":true}' "$U/v1/completions"
+curl -s -o /dev/null -H 'X-Mock-Fault: http500' -d "$CHAT" "$U/v1/chat/completions"
+curl -s -N -o /dev/null -H 'X-Mock-Fault: drop-mid-stream' -d "$SB" "$U/v1/chat/completions"
+curl -s -o /dev/null -d '{"messages":1}' "$U/v1/chat/completions"
+for P in /healthz /v1/models /mock/config /mock/stats; do curl -s -o /dev/null "$U$P"; done
+eq "stats count completion requests only" "$(curl -s "$U/mock/stats")" '{"requests":8,"streams":3,"faults":2,"in_flight":0,"completed":8,"cancelled_by_client":0}'
+# in flight, then cancelled by the client: a hang, a slow stream, a delayed answer
+CURLS=()
+curl -s -o /dev/null --max-time 1.5 -H 'X-Mock-Fault: hang' -d "$CHAT" "$U/v1/chat/completions" & CURLS+=($!)
+curl -s -N -o /dev/null --max-time 1.5 -H 'X-Mock-Tokens: 5' -H 'X-Mock-Inter-Token-Ms: 1000' -d "$SB" "$U/v1/chat/completions" & CURLS+=($!)
+curl -s -o /dev/null --max-time 1.5 -H 'X-Mock-First-Token-Ms: 5000' -d "$CHAT" "$U/v1/chat/completions" & CURLS+=($!)
+for _ in $(seq 20); do
+	R=$(curl -s "$U/mock/stats")
+	case $R in *'"in_flight":3,'*) break ;; esac
+	sleep 0.05
+done
+has "in_flight counts answers under way" "$R" '"requests":11,"streams":4,"faults":3,"in_flight":3,"completed":8,"cancelled_by_client":0}'
+wait "${CURLS[@]}"
+for _ in $(seq 20); do
+	R=$(curl -s "$U/mock/stats")
+	case $R in *'"in_flight":0,'*) break ;; esac
+	sleep 0.05
+done
+eq "client closes counted as cancelled" "$R" '{"requests":11,"streams":4,"faults":3,"in_flight":0,"completed":8,"cancelled_by_client":3}'
+# settings changed while requests run on both threads (races show under TSan)
+SP=()
+for i in 1 2 3 4; do
+	( for _ in $(seq 5); do
+		curl -s -o /dev/null -w '%{http_code}\n' -d "$CHAT" "$U/v1/chat/completions"
+		curl -s -N -o /dev/null -w '%{http_code}\n' -d "$SB" "$U/v1/chat/completions"
+	done >"$TMP/stress$i" ) &
+	SP+=($!)
+done
+for j in $(seq 12); do
+	if [ $((j % 2)) = 1 ]; then F=http500; else F=none; fi
+	curl -s -o /dev/null -d "{\"tokens\":$((j % 4)),\"fault\":\"$F\",\"fault_rate\":0.5}" "$U/mock/config"
+	curl -s -o /dev/null "$U/mock/stats"
+done
+wait "${SP[@]}"
+cfg '{"fault":"none"}' >/dev/null
+eq "concurrent changes: 40 answers, all 200 or 500" "$(cat "$TMP"/stress? | grep -cE '^(200|500)$')" 40
+R=$(curl -s "$U/mock/stats")
+has "concurrent changes: counted" "$R" '"requests":51,"streams":24,'
+has "concurrent changes: nothing in flight" "$R" '"in_flight":0,"completed":48,"cancelled_by_client":3}'
+stop "$PID"
+
+# --fail-after, and fail_after / fault_rate set at run time (one thread:
+# the pattern is exact)
+start fail --threads 1 --tokens 2 --fault http500 --fail-after 3
+U="http://127.0.0.1:$PORT"
+has "config shows --fail-after" "$(curl -s "$U/mock/config")" '"fault":"http500","fault_rate":1,"fail_after":3}'
+eq "--fail-after 3: then every request fails" "$(codes 6)" "200,200,200,500,500,500,"
+cfg '{"fault":"http429","fault_rate":0.5,"fail_after":2}' >/dev/null
+eq "fail_after restarts counting; then the rate" "$(codes 5)" "200,200,200,429,200,"
+cfg '{"fault":"http500","fault_rate":0.5}' >/dev/null
+eq "setting the fault restarts the diffusion" "$(codes 4)" "200,500,200,500,"
+cfg '{"fault":"none"}' >/dev/null
+eq "fault none: recovered" "$(codes 4)" "200,200,200,200,"
+stop "$PID"
+
 badflag() { # NAME EXPECTED_TEXT ARGS...
 	local n=$1 want=$2; shift 2
 	timeout 10 "$BIN" mock-upstream "$@" >/dev/null 2>"$TMP/flag.log"
@@ -293,9 +452,12 @@ badflag "--fault-rate 2" "--fault-rate: bad value '2'" --fault http500 --fault-r
 badflag "--fault-rate alone" "--fault-rate needs --fault" --fault-rate 0.5
 badflag "--port missing value" "--port needs a value" --port
 badflag "--first-token-ms x" "--first-token-ms: bad value 'x'" --first-token-ms x
+badflag "--fail-after alone" "--fail-after needs --fault" --fail-after 3
+badflag "--fail-after x" "--fail-after: bad value 'x' (accepted: an integer 0..1000000000)" --fault http500 --fail-after x
 "$BIN" mock-upstream --help >"$TMP/help" 2>&1
 eq "--help exits 0" "$?" 0
 has "--help names flags" "$(cat "$TMP/help")" "--inter-token-ms"
+has "--help names --fail-after" "$(cat "$TMP/help")" "--fail-after N"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
