@@ -8,4 +8,4 @@ target_sources(sluice_obj PRIVATE
 
 add_test(NAME it_mock_upstream
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/integration/mock_upstream.sh $<TARGET_FILE:sluice>)
-set_tests_properties(it_mock_upstream PROPERTIES TIMEOUT 120)
+set_tests_properties(it_mock_upstream PROPERTIES TIMEOUT 300)
