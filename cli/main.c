@@ -5,6 +5,8 @@
 #include "mock/mock_upstream.h"
 #include "sluice/sluice.h"
 
+int sl_cli_dlq(int argc, char **argv); /* cli/dlq.c */
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -15,6 +17,7 @@ static void usage(FILE *f)
 	        "  mock-upstream   a fast OpenAI-compatible mock model server for tests\n"
 	        "  check-config F  validate a configuration file (exit 0 valid, 1 invalid, 2 unreadable)\n"
 	        "  config          --print-default: the embedded default configuration, commented\n"
+	        "  dlq             the dead-letter queue: list | show ID | replay ID | purge\n"
 	        "  demo            send the seed's 10 demo requests through the pipeline\n"
 	        "  version         print the version\n"
 	        "  help            this text\n"
@@ -37,6 +40,8 @@ int main(int argc, char **argv)
 		return sl_cli_check_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "config") == 0)
 		return sl_cli_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "dlq") == 0)
+		return sl_cli_dlq(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return sl_cli_demo(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
