@@ -20,14 +20,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "cli.h"
 #include "config/config.h"
 #include "core/dynbuf.h"
 #include "dlq/dlq.h"
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
 #define MAX_ANSWER (16u << 20) /* bytes of the server's answer kept */
-
-int sl_cli_dlq(int argc, char **argv);
 
 static void usage(FILE *f)
 {

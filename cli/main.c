@@ -5,7 +5,6 @@
 #include "mock/mock_upstream.h"
 #include "sluice/sluice.h"
 
-int sl_cli_dlq(int argc, char **argv); /* cli/dlq.c */
 
 static void usage(FILE *f)
 {

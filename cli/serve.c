@@ -30,6 +30,7 @@
 #include "config/config.h"
 #include "core/dynbuf.h"
 #include "core/log.h"
+#include "dlq/dlq.h"
 #include "http/openai_json.h"
 #include "http/server.h"
 #include "sluice/sluice.h"
@@ -412,6 +413,24 @@ int sl_cli_serve(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* the dead-letter log: opened once (a reload keeps it) */
+	sl_dlq *dlq = NULL;
+	if (cur.cfg->dlq.dir) {
+		const sl_cfg_dlq *dc = &cur.cfg->dlq;
+		sl_dlq_opts dopt = {.dir = dc->dir,
+		                    .fsync = (sl_dlq_fsync)dc->fsync,
+		                    .fsync_interval_ms = dc->fsync_interval_ms,
+		                    .segment_bytes = dc->segment_bytes,
+		                    .max_bytes = dc->max_bytes};
+		char derr[512];
+		if (sl_dlq_open(&dopt, &dlq, derr, sizeof derr) != SL_OK) {
+			fprintf(stderr, "sluice serve: dlq.dir: %s\n", derr);
+			sl_app_destroy(cur.app);
+			sl_runtime_destroy(rt);
+			sl_config_free(cur.cfg);
+			return 1;
+		}
+	}
 	size_t nr;
 	const sl_model_route *routes = sl_app_routes(cur.app, &nr);
 	sl_server_opts so = {.host = sv->host, .port = sv->port, .max_body = sv->max_body,
@@ -419,11 +438,12 @@ int sl_cli_serve(int argc, char **argv)
 	                     .request_timeout_ms = sv->request_timeout_ms,
 	                     .retry_after_s = sv->retry_after_s, .routes = routes, .n_routes = nr,
 	                     .admin_fn = sv->admin.enabled ? admin_cb : NULL, .admin_arg = &c,
-	                     .admin_token = admin_token};
+	                     .admin_token = admin_token, .dlq = dlq};
 	rc = sl_server_create(rt, &so, &srv);
 	if (rc != SL_OK) {
 		fprintf(stderr, "sluice serve: cannot listen on %s:%u: %s\n", sv->host, sv->port,
 		        sl_strerror(rc));
+		sl_dlq_close(dlq);
 		sl_app_destroy(cur.app);
 		sl_runtime_destroy(rt);
 		sl_config_free(cur.cfg);
@@ -489,6 +509,7 @@ int sl_cli_serve(int argc, char **argv)
 	sl_server_destroy(srv);
 	sl_app_destroy(cur.app);
 	sl_runtime_destroy(rt);
+	sl_dlq_close(dlq);
 	sl_config_free(cur.cfg);
 	pthread_mutex_destroy(&c.mx);
 	SL_LOG(SL_LOG_INFO, "event=stopped drained=%s", rc == SL_OK ? "all" : "timeout");

@@ -19,20 +19,19 @@ add_test(NAME it_dlq_cli
           $<TARGET_FILE:sluice> $<TARGET_FILE:dlq_writer>)
 set_tests_properties(it_dlq_cli PROPERTIES TIMEOUT 120)
 
-# The record reader on arbitrary segment bytes.  Named dlq_fuzz (not
-# fuzz_*) so that `make fuzz`, which needs fuzz/corpus/<name>, skips it;
-# run it by hand: build-fuzz/fuzz/dlq_fuzz -max_total_time=60 DIR
+# The record reader on arbitrary segment bytes (`make fuzz` runs it with
+# fuzz/corpus/dlq: real segments written by dlq_writer).
 if(SLUICE_FUZZ)
-  add_executable(dlq_fuzz fuzz/dlq_fuzz.c ${SL_DLQ_SOURCES}
+  add_executable(fuzz_dlq fuzz/fuzz_dlq.c ${SL_DLQ_SOURCES}
     ${CMAKE_SOURCE_DIR}/src/core/utf8.c ${CMAKE_SOURCE_DIR}/src/core/dynbuf.c
     ${CMAKE_SOURCE_DIR}/src/core/status.c ${CMAKE_SOURCE_DIR}/src/http/openai_json.c)
-  target_include_directories(dlq_fuzz PRIVATE
+  target_include_directories(fuzz_dlq PRIVATE
     ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
-  target_compile_options(dlq_fuzz PRIVATE
+  target_compile_options(fuzz_dlq PRIVATE
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
     -fno-omit-frame-pointer)
-  target_link_options(dlq_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(dlq_fuzz PRIVATE PkgConfig::JANSSON Threads::Threads)
-  set_target_properties(dlq_fuzz PROPERTIES
+  target_link_options(fuzz_dlq PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_dlq PRIVATE PkgConfig::JANSSON Threads::Threads)
+  set_target_properties(fuzz_dlq PROPERTIES
     RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
 endif()

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "http/metrics.h"
+#include "dlq/dlq.h"
+#include "worker/router/router.h"
 
 void sl_http_stats_add(sl_http_stats *dst, const sl_http_stats *src)
 {
@@ -135,6 +137,7 @@ int sl_metrics_render(sl_dynbuf *b, const sl_model_route *routes, size_t n_route
 			{"stage_enqueued_total", "counter", "Items that entered the stage's queue.", offsetof(sl_stage_stats, enqueued)},
 			{"stage_processed_total", "counter", "Items the stage finished.", offsetof(sl_stage_stats, processed)},
 			{"stage_shed_total", "counter", "Items refused by the stage's full queue (shed).", offsetof(sl_stage_stats, shed)},
+			{"stage_displaced_total", "counter", "Items shed from the stage's full queue to admit a higher priority (also in stage_shed_total).", offsetof(sl_stage_stats, displaced)},
 			{"stage_failed_total", "counter", "Items that failed in the stage.", offsetof(sl_stage_stats, failed)},
 			{"stage_expired_total", "counter", "Items whose deadline passed in the stage.", offsetof(sl_stage_stats, expired)},
 			{"stage_cancelled_total", "counter", "Items cancelled in the stage.", offsetof(sl_stage_stats, cancelled)},
@@ -205,4 +208,99 @@ int sl_metrics_render(sl_dynbuf *b, const sl_model_route *routes, size_t n_route
 		sl_snapshot_release(&sn[i]);
 	free(sn);
 	return rc;
+}
+
+/* One family over every router backend: fmt gets (model, backend, value). */
+typedef uint64_t (*bval_fn)(const sl_router_backend_stats *s);
+static void backend_family(sl_dynbuf *b, const sl_model_route *routes, size_t n,
+                           const char *name, const char *kind, const char *help, bval_fn get)
+{
+	TYPE(b, name, kind, help);
+	for (size_t i = 0; i < n; i++) {
+		if (!sl_worker_is_router(routes[i].worker))
+			continue;
+		sl_router_backend_stats st[SL_ROUTER_MAX_BACKENDS];
+		unsigned k = sl_router_stats(routes[i].worker, st, SL_ROUTER_MAX_BACKENDS);
+		char m[300], be[200];
+		esc(m, sizeof m, routes[i].name);
+		for (unsigned j = 0; j < k; j++) {
+			esc(be, sizeof be, st[j].name);
+			sl_dynbuf_printf(b, "sluice_%s{model=\"%s\",backend=\"%s\"} %" PRIu64 "\n", name, m,
+			                 be, get(&st[j]));
+		}
+	}
+}
+
+static uint64_t v_selected(const sl_router_backend_stats *s) { return s->selected; }
+static uint64_t v_attempts(const sl_router_backend_stats *s) { return s->attempts; }
+static uint64_t v_successes(const sl_router_backend_stats *s) { return s->successes; }
+static uint64_t v_failures(const sl_router_backend_stats *s) { return s->failures; }
+static uint64_t v_retries(const sl_router_backend_stats *s) { return s->retries; }
+static uint64_t v_exhausted(const sl_router_backend_stats *s) { return s->budget.exhausted; }
+static uint64_t v_limited(const sl_router_backend_stats *s) { return s->limited; }
+static uint64_t v_open_skips(const sl_router_backend_stats *s) { return s->open_skips; }
+static uint64_t v_trips(const sl_router_backend_stats *s) { return s->breaker.trips; }
+static uint64_t v_rejected(const sl_router_backend_stats *s) { return s->breaker.rejected; }
+static uint64_t v_limit(const sl_router_backend_stats *s) { return s->limit; }
+static uint64_t v_inflight(const sl_router_backend_stats *s) { return s->inflight; }
+static uint64_t v_state(const sl_router_backend_stats *s)
+{
+	return !strcmp(s->breaker_state, "open") ? 1 : !strcmp(s->breaker_state, "half_open") ? 2 : 0;
+}
+static uint64_t v_cooldown(const sl_router_backend_stats *s) { return s->breaker.cooldown_ms; }
+
+int sl_metrics_render_backends(sl_dynbuf *b, const sl_model_route *routes, size_t n)
+{
+	static const struct {
+		const char *name, *kind, *help;
+		bval_fn get;
+	} fam[] = {
+		{"backend_selected_total", "counter", "Requests whose first attempt the routing strategy sent to this backend (A/B split).", v_selected},
+		{"backend_attempts_total", "counter", "Calls started on this backend (first attempts and retries).", v_attempts},
+		{"backend_successes_total", "counter", "Calls that completed.", v_successes},
+		{"backend_failures_total", "counter", "Calls that failed in a way that counts against the backend's breaker.", v_failures},
+		{"backend_retries_total", "counter", "Re-attempts (retries and fail-overs) sent to this backend.", v_retries},
+		{"backend_retry_budget_exhausted_total", "counter", "Retries refused because the backend's retry budget was spent.", v_exhausted},
+		{"backend_limited_total", "counter", "Calls this backend did not get because it was at its concurrency limit.", v_limited},
+		{"backend_open_skips_total", "counter", "Calls this backend did not get because its circuit was open.", v_open_skips},
+		{"backend_breaker_trips_total", "counter", "Times the breaker opened.", v_trips},
+		{"backend_breaker_rejected_total", "counter", "Calls the breaker refused.", v_rejected},
+		{"backend_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open.", v_state},
+		{"backend_breaker_cooldown_ms", "gauge", "Current open period of the breaker.", v_cooldown},
+		{"backend_concurrency_limit", "gauge", "Current concurrency limit (adaptive or fixed; 0 = none).", v_limit},
+		{"backend_in_flight", "gauge", "Calls in progress.", v_inflight},
+	};
+	for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++)
+		backend_family(b, routes, n, fam[f].name, fam[f].kind, fam[f].help, fam[f].get);
+	TYPE(b, "backend_ttft_ewma_seconds", "gauge", "Moving average of the time to first token.");
+	for (size_t i = 0; i < n; i++) {
+		if (!sl_worker_is_router(routes[i].worker))
+			continue;
+		sl_router_backend_stats st[SL_ROUTER_MAX_BACKENDS];
+		unsigned k = sl_router_stats(routes[i].worker, st, SL_ROUTER_MAX_BACKENDS);
+		char m[300], be[200];
+		esc(m, sizeof m, routes[i].name);
+		for (unsigned j = 0; j < k; j++) {
+			esc(be, sizeof be, st[j].name);
+			sl_dynbuf_printf(b, "sluice_backend_ttft_ewma_seconds{model=\"%s\",backend=\"%s\"} %.6f\n",
+			                 m, be, st[j].ewma_ttft_ms / 1e3);
+		}
+	}
+	return SL_OK;
+}
+
+int sl_metrics_render_dlq(sl_dynbuf *b, struct sl_dlq *q)
+{
+	if (!q)
+		return SL_OK;
+	sl_dlq_stats st;
+	sl_dlq_stats_get(q, &st);
+	TYPE(b, "dlq_records_total", "counter", "Dead-letter records written.");
+	sl_dynbuf_printf(b, "sluice_dlq_records_total %" PRIu64 "\n", st.records);
+	TYPE(b, "dlq_bytes_total", "counter", "Bytes written to the dead-letter log.");
+	sl_dynbuf_printf(b, "sluice_dlq_bytes_total %" PRIu64 "\n", st.bytes);
+	TYPE(b, "dlq_write_errors_total", "counter", "Dead-letter records that could not be written.");
+	sl_dynbuf_printf(b, "sluice_dlq_write_errors_total %" PRIu64 "\n", st.errors);
+	TYPE(b, "dlq_segments_dropped_total", "counter", "Old segments deleted by the size cap.");
+	return sl_dynbuf_printf(b, "sluice_dlq_segments_dropped_total %" PRIu64 "\n", st.dropped_segments);
 }

@@ -46,4 +46,11 @@ void sl_http_stats_add(sl_http_stats *dst, const sl_http_stats *src);
 int sl_metrics_render(sl_dynbuf *b, const sl_model_route *routes, size_t n_routes,
                       const sl_http_stats *http);
 
+/* Per-backend figures of every route whose worker is a router
+ * (sluice_backend_*{model,backend}). */
+int sl_metrics_render_backends(sl_dynbuf *b, const sl_model_route *routes, size_t n);
+/* Dead-letter log counters (nothing when q is NULL). */
+struct sl_dlq;
+int sl_metrics_render_dlq(sl_dynbuf *b, struct sl_dlq *q);
+
 #endif

@@ -18,6 +18,7 @@
  *   and the hreq is freed when the pipeline's outcome arrives.
  */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -33,6 +34,8 @@
 #include <unistd.h>
 #include "core/dynbuf.h"
 #include "core/log.h"
+#include "dlq/dlq.h"
+#include "worker/router/router.h"
 #include "http/h1.h"
 #include "http/metrics.h"
 #include "http/openai_json.h"
@@ -63,6 +66,10 @@ struct sl_server {
 	srv_shard **sh;
 	unsigned n;
 	uint64_t seed;
+	sl_dlq *dlq;               /* NULL: no dead-letter log */
+	_Atomic unsigned dlq_threads; /* admin DLQ calls in progress */
+	_Atomic int closing;          /* destroy began: replays abort */
+	char replay_secret[40];    /* proves a replay comes from this process */
 };
 
 struct srv_shard {
@@ -100,6 +107,7 @@ typedef struct hreq {
 	int status;                     /* HTTP status of the final answer */
 	int err_before_stream;          /* an error not yet streamed */
 	char upstream_status[8];
+	char backend[72];               /* the backend that served it (router) */
 	sl_post flush_post;
 	/* parked request */
 	sl_post ready_post;             /* runs on the session's shard */
@@ -110,13 +118,20 @@ typedef struct hreq {
 	char *prompt;
 	char *messages_json;
 	sl_oai_req *oai;
+	/* dead-letter record (when the server has a DLQ) */
+	char *body;                     /* the request body as received */
+	size_t body_len;
+	const char *endpoint;
+	int priority;
+	char replay_of[32];             /* a replay of this DLQ record */
+	uint64_t t_submit_ms;           /* wall clock */
 } hreq;
 
 /* ------------------------------------------------------------ helpers */
 
 /* Response headers are built in a small array. */
 typedef struct hdrs {
-	struct sl_h1_header h[8];
+	struct sl_h1_header h[10];
 	size_t n;
 } hdrs;
 
@@ -222,6 +237,7 @@ static void hreq_free(hreq *h)
 	free(h->prompt);
 	free(h->messages_json);
 	sl_oai_req_free(h->oai);
+	free(h->body);
 	free(h);
 }
 
@@ -265,6 +281,8 @@ static void flush_fn(void *arg)
 	int finished = h->finished;
 	int status = h->status;
 	int err_before = h->err_before_stream;
+	char backend[sizeof h->backend];
+	memcpy(backend, h->backend, sizeof backend);
 	pthread_mutex_unlock(&h->mx);
 
 	if (h->gone || !h->req) {
@@ -285,6 +303,8 @@ static void flush_fn(void *arg)
 		hadd(&hs, "Content-Type", "application/json");
 		hadd(&hs, "X-Request-Id", h->request_id);
 		hadd(&hs, "X-Sluice-Model", h->model);
+		if (backend[0])
+			hadd(&hs, "X-Sluice-Backend", backend);
 		if (h->upstream_status[0])
 			hadd(&hs, "X-Upstream-Status", h->upstream_status);
 		char ra[16];
@@ -309,6 +329,8 @@ static void flush_fn(void *arg)
 		hadd(&hs, "Cache-Control", "no-cache");
 		hadd(&hs, "X-Request-Id", h->request_id);
 		hadd(&hs, "X-Sluice-Model", h->model);
+		if (backend[0])
+			hadd(&hs, "X-Sluice-Backend", backend);
 		if (sl_h1_reply_start(req, 200, hs.h, hs.n) != SL_OK) {
 			free(data);
 			return; /* client gone: the close callback follows */
@@ -434,6 +456,12 @@ static void error_of(const sl_result *r, int *status, const char **type,
 		*code = "upstream_error";
 		return;
 	}
+	if (r->status == SL_EUNAVAIL) {
+		*status = 503;
+		*type = "server_error";
+		*code = "backend_unavailable";
+		return;
+	}
 	if (r->status == SL_EFILTER) {
 		*status = 400;
 		*type = "invalid_request_error";
@@ -444,9 +472,75 @@ static void error_of(const sl_result *r, int *status, const char **type,
 	*code = "internal_error";
 }
 
+/* Session's shard: a worker named the backend serving the request. */
+static void on_attr(void *user, const char *key, const char *value)
+{
+	hreq *h = user;
+	if (strcmp(key, "backend") != 0)
+		return;
+	pthread_mutex_lock(&h->mx);
+	snprintf(h->backend, sizeof h->backend, "%s", value);
+	pthread_mutex_unlock(&h->mx);
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Writes the dead-letter record of h (an ended request, or the outcome of a
+ * replay).  Before the client's answer is released: an answered failure
+ * is always on disk. */
+static void dlq_write(hreq *h, const char *outcome, int http_status, const char *stage,
+                      const char *reason, const char *detail, const char *backend)
+{
+	sl_dlq *q = h->ss->srv->dlq;
+	if (!q)
+		return;
+	sl_dlq_record rec;
+	memset(&rec, 0, sizeof rec);
+	rec.kind = h->replay_of[0] ? "replay" : "request";
+	rec.replay_of = h->replay_of[0] ? h->replay_of : NULL;
+	rec.outcome = outcome;
+	rec.stage = stage;
+	rec.reason = reason;
+	rec.detail = detail;
+	rec.model = h->model;
+	rec.pipeline = h->pipeline ? sl_pipeline_name(h->pipeline) : NULL;
+	rec.backend = backend && *backend ? backend : NULL;
+	rec.request_id = h->request_id;
+	rec.session = h->session;
+	rec.endpoint = h->endpoint;
+	rec.http_status = http_status;
+	rec.t_submit_ms = h->t_submit_ms;
+	rec.t_end_ms = wall_ms();
+	rec.body = h->body;
+	rec.body_len = h->body_len;
+	int rc = sl_dlq_append(q, &rec);
+	if (rc != SL_OK)
+		SL_LOG(SL_LOG_ERROR, "event=dlq_write_failed req=%s status=%s", h->request_id,
+		       sl_status_name(rc));
+}
+
+static void error_of(const sl_result *r, int *status, const char **type,
+                     const char **code, char *upstream, size_t ulen);
+
 static void on_done(void *user, const sl_result *r)
 {
 	hreq *h = user;
+	if (h->ss->srv->dlq && (r->outcome == SL_OUTCOME_FAILED || r->outcome == SL_OUTCOME_SHED ||
+	                        r->outcome == SL_OUTCOME_EXPIRED || h->replay_of[0])) {
+		int st = 200;
+		const char *ty, *co;
+		char up[8];
+		if (r->outcome != SL_OUTCOME_COMPLETED)
+			error_of(r, &st, &ty, &co, up, sizeof up);
+		dlq_write(h, sl_outcome_name(r->outcome), st, r->stage, r->reason ? r->reason
+		                                                                   : (r->outcome == SL_OUTCOME_COMPLETED ? NULL : sl_strerror(r->status)),
+		          sl_status_name(r->status), r->backend);
+	}
 	sl_oai_meta m = meta_of(h);
 	sl_oai_usage u = {.prompt_tokens = r->prompt_tokens,
 	                  .completion_tokens = r->completion_tokens};
@@ -562,6 +656,11 @@ static void try_submit(hreq *h)
 	}
 	sl_h1_req *req = h->req;
 	sl_h1_set_close_cb(req, NULL, NULL);
+	if (rc == SL_ESHED || rc == SL_ECLOSED)
+		dlq_write(h, rc == SL_ESHED ? "shed" : "failed", 503,
+		          sl_pipeline_stage_name(p, 0),
+		          rc == SL_ESHED ? "entry queue full" : "the server is shutting down",
+		          sl_status_name(rc), NULL);
 	if (rc == SL_ESHED) {
 		send_error(ss, req, h->request_id, 503, "overloaded_error", "overloaded", NULL,
 		           "shed: the pipeline's entry queue is full; retry after %u s",
@@ -745,6 +844,23 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 	snprintf(h->request_id, sizeof h->request_id, "%s", rid);
 	snprintf(h->resp_id, sizeof h->resp_id, "%s-%s",
 	         kind == SL_OAI_CHAT ? "chatcmpl" : "cmpl", rid);
+	h->endpoint = kind == SL_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions";
+	h->priority = prio;
+	if (s->dlq) {
+		h->t_submit_ms = wall_ms();
+		h->body = malloc(blen ? blen : 1);
+		if (h->body) {
+			memcpy(h->body, body, blen);
+			h->body_len = blen;
+		}
+		/* "X-Sluice-Replay: <dlq id>:<secret>" marks the server's own
+		 * replay of a dead letter (POST /admin/dlq/{id}/replay) */
+		const char *rp = sl_h1_header(req, "X-Sluice-Replay");
+		const char *colon = rp ? strchr(rp, ':') : NULL;
+		if (colon && (size_t)(colon - rp) < sizeof h->replay_of &&
+		    strcmp(colon + 1, s->replay_secret) == 0)
+			snprintf(h->replay_of, sizeof h->replay_of, "%.*s", (int)(colon - rp), rp);
+	}
 	h->flush_post.fn = flush_fn;
 	h->flush_post.arg = h;
 	h->ready_post.fn = ready_fn;
@@ -784,6 +900,7 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 	sr->params.stop = oai->stop;
 	sr->on_token = on_token;
 	sr->on_done = on_done;
+	sr->on_attr = on_attr;
 	sr->user = h;
 	size_t nm = 0;
 	const char *tp = sl_h1_header(req, "traceparent");
@@ -839,6 +956,10 @@ static void handle_metrics(srv_shard *ss, sl_h1_req *req)
 		sl_http_stats_add(&tot, &s->sh[i]->stats);
 	route_table *t = atomic_load_explicit(&s->table, memory_order_acquire);
 	int rc = sl_metrics_render(&b, t->routes, t->n, &tot);
+	if (rc == SL_OK)
+		rc = sl_metrics_render_backends(&b, t->routes, t->n);
+	if (rc == SL_OK)
+		rc = sl_metrics_render_dlq(&b, s->dlq);
 	if (rc != SL_OK) {
 		sl_dynbuf_free(&b);
 		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL,
@@ -892,6 +1013,302 @@ void sl_server_admin_reply(sl_admin_req *ar, int status, const char *body)
 	}
 }
 
+/* GET /admin/backends: every model's router, backend by backend. */
+static void handle_admin_backends(srv_shard *ss, sl_h1_req *req)
+{
+	json_t *models = json_array();
+	route_table *t = atomic_load_explicit(&ss->srv->table, memory_order_acquire);
+	for (size_t i = 0; i < t->n; i++) {
+		const sl_worker *w = t->routes[i].worker;
+		if (!sl_worker_is_router(w))
+			continue;
+		sl_router_backend_stats st[SL_ROUTER_MAX_BACKENDS];
+		unsigned n = sl_router_stats(w, st, SL_ROUTER_MAX_BACKENDS);
+		json_t *arr = json_array();
+		for (unsigned k = 0; k < n && k < SL_ROUTER_MAX_BACKENDS; k++) {
+			json_t *b = json_pack(
+				"{s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+				"name", st[k].name, "breaker", st[k].breaker_state, "breaker_trips",
+				(json_int_t)st[k].breaker.trips, "breaker_rejected",
+				(json_int_t)st[k].breaker.rejected, "cooldown_ms",
+				(json_int_t)st[k].breaker.cooldown_ms, "concurrency_limit", (int)st[k].limit,
+				"in_flight", (int)st[k].inflight, "ewma_ttft_ms", st[k].ewma_ttft_ms,
+				"selected", (json_int_t)st[k].selected, "attempts", (json_int_t)st[k].attempts,
+				"successes", (json_int_t)st[k].successes, "failures",
+				(json_int_t)st[k].failures, "retries", (json_int_t)st[k].retries,
+				"retry_budget_exhausted", (json_int_t)st[k].budget.exhausted, "limited",
+				(json_int_t)st[k].limited, "open_skips", (json_int_t)st[k].open_skips);
+			if (b)
+				json_array_append_new(arr, b);
+		}
+		json_array_append_new(models, json_pack("{s:s, s:s, s:o}", "model", t->routes[i].name,
+		                                        "routing", sl_router_strategy(w), "backends",
+		                                        arr));
+	}
+	json_t *doc = json_pack("{s:o}", "models", models);
+	char *txt = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!txt) {
+		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL, "out of memory");
+		return;
+	}
+	send_text(ss, req, 200, "application/json", txt, strlen(txt));
+	free(txt);
+}
+
+/* The dead-letter admin calls read the log (and replay) on a thread of
+ * their own, off the shard loops; the answer comes back with
+ * sl_server_admin_reply. */
+typedef struct dlq_job {
+	sl_admin_req *ar;
+	sl_server *srv;
+	char dir[4096];
+	char id[64];
+	int op;           /* 0 list, 1 show, 2 replay */
+	size_t limit;
+	char url[300];    /* replay: this server */
+	char secret[40];
+} dlq_job;
+
+typedef struct list_ctx {
+	json_t *arr;
+	json_t *replays; /* replay_of -> latest outcome */
+	size_t limit;
+} list_ctx;
+
+static int list_cb(void *user, const sl_dlq_record *r)
+{
+	list_ctx *lc = user;
+	if (r->kind && strcmp(r->kind, "replay") == 0) {
+		if (r->replay_of)
+			json_object_set_new(lc->replays, r->replay_of, json_string(r->outcome ? r->outcome : ""));
+		return 0;
+	}
+	json_t *o = sl_dlq_record_json(r);
+	if (o) {
+		json_object_del(o, "body"); /* the list is an index; show has the payload */
+		json_array_append_new(lc->arr, o);
+	}
+	/* keep the newest `limit` */
+	while (lc->limit && json_array_size(lc->arr) > lc->limit)
+		json_array_remove(lc->arr, 0);
+	return 0;
+}
+
+static void json_reply(sl_admin_req *ar, int status, json_t *o)
+{
+	char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	sl_server_admin_reply(ar, txt ? status : 500,
+	                      txt ? txt : "{\"error\":{\"message\":\"out of memory\",\"type\":"
+	                                  "\"server_error\",\"param\":null,\"code\":null}}");
+	free(txt);
+}
+
+static void err_reply(sl_admin_req *ar, int status, const char *code, const char *msg)
+{
+	json_reply(ar, status, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type",
+	                                 status == 404 ? "invalid_request_error" : "server_error",
+	                                 "param", "code", code));
+}
+
+typedef struct sink {
+	sl_dynbuf b;
+} sink;
+
+static size_t sink_write(char *p, size_t sz, size_t n, void *u)
+{
+	sink *k = u;
+	return sl_dynbuf_add(&k->b, p, sz * n) == SL_OK ? sz * n : 0;
+}
+
+static int replay_progress(void *u, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	const sl_server *s = u;
+	return atomic_load(&((sl_server *)s)->closing) ? 1 : 0;
+}
+
+/* Replays record rec through this server's own front door (loopback), so
+ * it takes exactly the path client traffic takes; the server writes the
+ * outcome as a "replay" record when it sees the signed X-Sluice-Replay. */
+static void replay_one(dlq_job *j, const sl_dlq_record *rec)
+{
+	CURL *e = curl_easy_init();
+	if (!e) {
+		err_reply(j->ar, 500, "internal_error", "replay: curl init failed");
+		return;
+	}
+	char url[400], hdr_replay[160], hdr_sess[200], hdr_rid[96];
+	snprintf(url, sizeof url, "%s%s", j->url, rec->endpoint ? rec->endpoint : "/v1/chat/completions");
+	snprintf(hdr_replay, sizeof hdr_replay, "X-Sluice-Replay: %s:%s", rec->id, j->secret);
+	snprintf(hdr_sess, sizeof hdr_sess, "X-Session-Id: %.150s",
+	         rec->session && *rec->session ? rec->session : rec->id);
+	/* a fresh request id, traceable to the original */
+	snprintf(hdr_rid, sizeof hdr_rid, "X-Request-Id: replay-%.20s-%04x", rec->id,
+	         (unsigned)(wall_ms() & 0xffff));
+	struct curl_slist *hl = NULL;
+	hl = curl_slist_append(hl, "Content-Type: application/json");
+	hl = curl_slist_append(hl, hdr_replay);
+	hl = curl_slist_append(hl, hdr_sess);
+	hl = curl_slist_append(hl, hdr_rid);
+	sink k;
+	sl_dynbuf_init(&k.b, 64u << 20);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, rec->body ? rec->body : "");
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rec->body_len);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &k);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 600000L);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, replay_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, j->srv);
+	CURLcode cc = curl_easy_perform(e);
+	long code = 0;
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	if (cc != CURLE_OK) {
+		char m[300];
+		snprintf(m, sizeof m, "replay: %s", curl_easy_strerror(cc));
+		err_reply(j->ar, 502, "replay_failed", m);
+	} else {
+		json_t *resp = json_loadb(sl_dynbuf_str(&k.b), k.b.len, 0, NULL);
+		if (!resp)
+			resp = json_stringn(sl_dynbuf_str(&k.b), k.b.len);
+		json_reply(j->ar, 200, json_pack("{s:s, s:s, s:s, s:i, s:o*}", "replay_of", rec->id,
+		                                 "request_id", hdr_rid + strlen("X-Request-Id: "),
+		                                 "outcome", code == 200 ? "completed" : "failed",
+		                                 "status", (int)code, "response", resp));
+	}
+	sl_dynbuf_free(&k.b);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(e);
+}
+
+static void *dlq_thread(void *arg)
+{
+	dlq_job *j = arg;
+	if (j->op == 0) {
+		list_ctx lc = {.arr = json_array(), .replays = json_object(), .limit = j->limit};
+		sl_dlq_scan_stats st = {0};
+		int rc = sl_dlq_scan(j->dir, list_cb, &lc, &st);
+		if (rc != SL_OK && rc != SL_ENOTFOUND) {
+			json_decref(lc.arr);
+			json_decref(lc.replays);
+			err_reply(j->ar, 500, "dlq_unreadable", sl_strerror(rc));
+		} else {
+			size_t i;
+			json_t *o;
+			json_array_foreach(lc.arr, i, o) {
+				json_t *rep = json_object_get(lc.replays, json_string_value(json_object_get(o, "id")));
+				if (rep)
+					json_object_set(o, "replayed", rep);
+			}
+			json_decref(lc.replays);
+			json_reply(j->ar, 200, json_pack("{s:o, s:I, s:I}", "records", lc.arr, "total",
+			                                 (json_int_t)st.records, "corrupt",
+			                                 (json_int_t)st.corrupt));
+		}
+	} else {
+		sl_dlq_record *rec = NULL;
+		int rc = sl_dlq_find(j->dir, j->id, &rec);
+		if (rc == SL_ENOTFOUND) {
+			char m[128];
+			snprintf(m, sizeof m, "no dead-letter record %.40s", j->id);
+			err_reply(j->ar, 404, "not_found", m);
+		} else if (rc != SL_OK) {
+			err_reply(j->ar, 500, "dlq_unreadable", sl_strerror(rc));
+		} else if (j->op == 1) {
+			json_reply(j->ar, 200, sl_dlq_record_json(rec));
+		} else {
+			replay_one(j, rec);
+		}
+		sl_dlq_record_free(rec);
+	}
+	sl_server *s = j->srv;
+	free(j);
+	atomic_fetch_sub(&s->dlq_threads, 1);
+	return NULL;
+}
+
+static void handle_admin_dlq(srv_shard *ss, sl_h1_req *req, const char *rest, int is_post)
+{
+	sl_server *s = ss->srv;
+	if (!s->dlq) {
+		send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
+		           "the dead-letter log is off (set dlq.dir in the configuration)");
+		return;
+	}
+	dlq_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL, "out of memory");
+		return;
+	}
+	snprintf(j->dir, sizeof j->dir, "%s", sl_dlq_dir(s->dlq));
+	j->limit = 1000;
+	const char *tq = strchr(sl_h1_target(req), '?');
+	if (tq) {
+		const char *l = strstr(tq, "limit=");
+		if (l)
+			j->limit = (size_t)strtoull(l + 6, NULL, 10);
+	}
+	int post_needed = 0;
+	if (*rest == '\0') {
+		j->op = 0;
+	} else {
+		const char *slash = strchr(rest, '/');
+		size_t idl = slash ? (size_t)(slash - rest) : strlen(rest);
+		if (idl == 0 || idl >= sizeof j->id || (slash && strcmp(slash, "/replay") != 0)) {
+			free(j);
+			send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
+			           "no admin action dlq/%.64s (known: dlq, dlq/{id}, dlq/{id}/replay)", rest);
+			return;
+		}
+		memcpy(j->id, rest, idl);
+		j->op = slash ? 2 : 1;
+		post_needed = slash != NULL;
+	}
+	if (post_needed != is_post) {
+		free(j);
+		send_405(ss, req, sl_h1_path(req), post_needed);
+		return;
+	}
+	if (j->op == 2) {
+		const char *h = s->host;
+		int v6 = strchr(h, ':') != NULL;
+		if (!strcmp(h, "0.0.0.0") || !strcmp(h, "*") || !*h)
+			h = "127.0.0.1";
+		else if (!strcmp(h, "::"))
+			h = "::1";
+		snprintf(j->url, sizeof j->url, v6 || !strcmp(h, "::1") ? "http://[%s]:%u" : "http://%s:%u",
+		         h, (unsigned)s->port);
+		snprintf(j->secret, sizeof j->secret, "%s", s->replay_secret);
+	}
+	sl_admin_req *ar = calloc(1, sizeof *ar);
+	if (!ar) {
+		free(j);
+		send_error(ss, req, NULL, 500, "server_error", "internal_error", NULL, "out of memory");
+		return;
+	}
+	ar->ss = ss;
+	ar->req = req;
+	sl_h1_set_close_cb(req, admin_gone, ar);
+	j->ar = ar;
+	j->srv = s;
+	atomic_fetch_add(&s->dlq_threads, 1);
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, dlq_thread, j) != 0) {
+		free(j);
+		atomic_fetch_sub(&s->dlq_threads, 1);
+		sl_server_admin_reply(ar, 500, "{\"error\":{\"message\":\"cannot start a thread\","
+		                               "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+	}
+	pthread_attr_destroy(&at);
+}
+
 static void handle_admin(srv_shard *ss, sl_h1_req *req, const char *path, int is_post)
 {
 	sl_server *s = ss->srv;
@@ -911,9 +1328,20 @@ static void handle_admin(srv_shard *ss, sl_h1_req *req, const char *path, int is
 		}
 	}
 	const char *action = path + strlen("/admin/");
+	if (strcmp(action, "backends") == 0) {
+		if (is_post)
+			send_405(ss, req, path, 0);
+		else
+			handle_admin_backends(ss, req);
+		return;
+	}
+	if (strcmp(action, "dlq") == 0 || strncmp(action, "dlq/", 4) == 0) {
+		handle_admin_dlq(ss, req, action[3] ? action + 4 : "", is_post);
+		return;
+	}
 	if (strcmp(action, "reload") != 0) {
 		send_error(ss, req, NULL, 404, "invalid_request_error", "not_found", NULL,
-		           "no admin action %.64s (known: reload)", action);
+		           "no admin action %.64s (known: reload, backends, dlq)", action);
 		return;
 	}
 	if (!is_post) {
@@ -1127,6 +1555,7 @@ int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out
 	atomic_init(&s->table, t);
 	s->admin_fn = opts->admin_fn;
 	s->admin_arg = opts->admin_arg;
+	s->dlq = opts->dlq;
 	if (opts->admin_token)
 		s->admin_token = strdup(opts->admin_token);
 	if (!s->host || !s->sh || !t || (opts->admin_token && !s->admin_token)) {
@@ -1138,6 +1567,17 @@ int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+	{
+		uint64_t a = 0, b = 0;
+		FILE *ur = fopen("/dev/urandom", "rb");
+		if (!ur || fread(&a, sizeof a, 1, ur) != 1 || fread(&b, sizeof b, 1, ur) != 1) {
+			a = s->seed * 0x9E3779B97F4A7C15ull;
+			b = a ^ (uint64_t)(uintptr_t)s;
+		}
+		if (ur)
+			fclose(ur);
+		snprintf(s->replay_secret, sizeof s->replay_secret, "%016" PRIx64 "%016" PRIx64, a, b);
+	}
 	atomic_init(&s->accepting, 1);
 	uint16_t port = opts->port;
 	for (unsigned i = 0; i < s->n; i++) {
@@ -1190,6 +1630,10 @@ void sl_server_destroy(sl_server *s)
 {
 	if (!s)
 		return;
+	/* admin DLQ threads answer through the shards: let them finish first */
+	atomic_store(&s->closing, 1);
+	while (atomic_load(&s->dlq_threads) > 0)
+		usleep(2000);
 	for (unsigned i = 0; s->sh && i < s->n; i++) {
 		if (!s->sh[i])
 			continue;

@@ -26,6 +26,8 @@ typedef struct sl_server sl_server;
 typedef struct sl_model_route {
 	const char *name;    /* what clients send as "model" */
 	sl_pipeline *pipeline;
+	sl_worker *worker;   /* the model's worker (a router: /metrics and
+	                      * /admin/backends show its backends); may be NULL */
 	int pass_messages;   /* 1 = attach the chat messages as metadata
 	                      * "messages_json" (for upstream OpenAI workers) */
 } sl_model_route;
@@ -57,6 +59,10 @@ typedef struct sl_server_opts {
 	void *admin_arg;
 	const char *admin_token;   /* non-NULL: admin calls need
 	                            * "Authorization: Bearer <token>" */
+	struct sl_dlq *dlq;        /* non-NULL: every request that ends failed,
+	                            * shed or expired is written there, and
+	                            * /admin/dlq serves it (the caller keeps it
+	                            * open until the server is destroyed) */
 } sl_server_opts;
 
 /* Binds every shard of rt and starts serving.  Returns SL_OK and *out,

@@ -36,7 +36,8 @@ run() {
 	return 0
 }
 
-# --- the examples are valid
+# --- the examples are valid (failover.yaml needs its variables)
+export PRIMARY_URL=http://127.0.0.1:1/v1 FALLBACK_URL=http://127.0.0.1:2/v1 DLQ_DIR="$TMP/dlq"
 cd "$ROOT/examples" || exit 1
 n_examples=0
 for f in *.yaml; do
