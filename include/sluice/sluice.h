@@ -459,6 +459,19 @@ typedef struct sl_stage_def {
 	uint32_t timeout_ms;       /* per-item time in this stage, 0 = none */
 	const char *const *after;  /* predecessors by name (see above) */
 	unsigned n_after;
+	/* Priority: the queue serves the highest sl_request.priority first,
+	 * FIFO within a priority.  sl_pipeline_default sets aging_ms 1000 and
+	 * displace 1; a zeroed definition has both off. */
+	uint32_t aging_ms;         /* a queued request counts one level higher
+	                            * for every aging_ms it has waited (up to the
+	                            * top), so low priority cannot starve;
+	                            * 0 = strict priority */
+	uint8_t displace;          /* under "shed", 1: an arrival of higher
+	                            * priority than the full queue's lowest
+	                            * level takes the place of that level's
+	                            * newest request, which ends "shed" (reason
+	                            * "displaced by higher priority"); 0: the
+	                            * arrival is shed */
 } sl_stage_def;
 
 /* Default capacities: the seed's channel sizes. */
@@ -557,7 +570,7 @@ typedef struct sl_stage_stats {
 	const char *name;
 	uint64_t enqueued;  /* entered the queue */
 	uint64_t processed; /* finished work successfully */
-	uint64_t shed;      /* refused at this stage's queue */
+	uint64_t shed;      /* refused at this stage's queue (displaced too) */
 	uint64_t failed;    /* failed in this stage */
 	uint64_t expired;   /* expired while queued or working here */
 	uint64_t cancelled; /* cancelled while queued or working here */
@@ -565,6 +578,8 @@ typedef struct sl_stage_stats {
 	uint64_t running;   /* gauge: in work, or done and waiting for room */
 	uint64_t capacity;  /* queue capacity, summed over shards */
 	uint64_t concurrency; /* work slots, summed over shards */
+	uint64_t displaced; /* shed from the queue to admit a higher priority
+	                     * (counted in shed as well) */
 	const sl_histogram *latency; /* time in work (start -> finish) */
 	const sl_histogram *wait;    /* time queued (enqueue -> start) */
 } sl_stage_stats;

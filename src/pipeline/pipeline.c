@@ -198,6 +198,7 @@ static void done_remove(sl__stage_rt *st, struct sl_job *job)
 	if (st->done_tail == job)
 		st->done_tail = prev;
 	job->next = NULL;
+	st->done_lv[job->req->priority]--;
 }
 
 /* Takes the request out of every stage that still holds it (queue, work,
@@ -362,7 +363,7 @@ static int enqueue(sl__ps *ps, unsigned s, sl__req *req)
 		ps->handoff_depth--;
 		return SL_OK;
 	}
-	int rc = sl_pq_push(&st->queue, job, req->priority);
+	int rc = sl_pq_push(&st->queue, job, req->priority, ps->now);
 	if (rc == SL_OK) {
 		job->state = S_QUEUED;
 		req->times[s].enqueued = ps->now;
@@ -377,6 +378,34 @@ static int enqueue(sl__ps *ps, unsigned s, sl__req *req)
 static int has_room(sl__ps *ps, unsigned s)
 {
 	return !sl_pq_full(&ps->st[s].queue);
+}
+
+/* May an arrival of priority prio take a place in stage s's full queue by
+ * displacing the newest request of its lowest level ("shed" with
+ * displacement on, that level below prio)? */
+static int can_displace(sl__ps *ps, unsigned s, unsigned prio)
+{
+	const sl__stage *sd = &ps->p->stages[s];
+	void *v;
+	unsigned lvl;
+	return sd->overflow == SL_OVERFLOW_SHED && sd->displace &&
+	       sl_pq_peek_victim(&ps->st[s].queue, &v, &lvl) == SL_OK && lvl < prio;
+}
+
+/* Makes the room can_displace() promised: the newest request of the lowest
+ * level leaves stage s's queue and ends "shed" there. */
+static void displace(sl__ps *ps, unsigned s)
+{
+	sl__stage_rt *st = &ps->st[s];
+	void *it;
+	unsigned lvl;
+	if (sl_pq_take_victim(&st->queue, &it, &lvl) != SL_OK)
+		return;
+	struct sl_job *job = it;
+	job->state = S_DONE; /* out of the queue: pull_out skips it */
+	sl__ctr_add(&st->ctr.queued, -1);
+	sl__ctr_add(&st->ctr.displaced, 1);
+	end_req(ps, job->req, SL_OUTCOME_SHED, SL_ESHED, (int)s, "displaced by higher priority");
 }
 
 /* The successors of s that the request enters now: those whose other
@@ -400,9 +429,10 @@ static int move_on(sl__ps *ps, unsigned s, sl__req *req)
 {
 	uint8_t tg[SL_MAX_STAGES];
 	unsigned n = ready_targets(ps, req, s, tg);
-	/* all-or-nothing: enter every target at once, or wait / shed */
+	/* all-or-nothing: enter every target at once, or wait / shed (nothing
+	 * is displaced before every target is known to take the request) */
 	for (unsigned k = 0; k < n; k++) {
-		if (has_room(ps, tg[k]))
+		if (has_room(ps, tg[k]) || can_displace(ps, tg[k], req->priority))
 			continue;
 		if (ps->p->stages[tg[k]].overflow == SL_OVERFLOW_SHED) {
 			slot_release(ps, s);
@@ -418,8 +448,11 @@ static int move_on(sl__ps *ps, unsigned s, sl__req *req)
 	slot_release(ps, s);
 	req->slots[s].state = S_DONE;
 	req->hold++;
-	for (unsigned k = 0; k < n && !req->final; k++)
-		enqueue(ps, tg[k], req); /* room checked: SL_OK */
+	for (unsigned k = 0; k < n && !req->final; k++) {
+		if (!has_room(ps, tg[k]))
+			displace(ps, tg[k]);
+		enqueue(ps, tg[k], req); /* room checked or made: SL_OK */
+	}
 	req->hold--;
 	req_release(ps, req);
 	return 1;
@@ -433,6 +466,7 @@ static void done_append(sl__stage_rt *st, struct sl_job *job)
 	else
 		st->done_head = job;
 	st->done_tail = job;
+	st->done_lv[job->req->priority]++;
 }
 
 /* The request finished stage s successfully: move it on (or park it). */
@@ -601,11 +635,12 @@ static void admit_one(sl__ps *ps, sl__req *req)
 		}
 		timer_arm(ps, req);
 	}
-	/* enter every root at once (room was checked by admit(), or shed) */
+	/* enter every root at once (room was checked by admit(), or shed, or
+	 * displace) */
 	for (unsigned s = 0; s < p->n_stages; s++) {
 		if (p->stages[s].n_pred)
 			continue;
-		if (!has_room(ps, s)) {
+		if (!has_room(ps, s) && !can_displace(ps, s, req->priority)) {
 			sl__ctr_add(&ps->st[s].ctr.shed, 1);
 			pull_out(ps, req, -1);
 			req->last_stage = (uint8_t)s;
@@ -614,9 +649,13 @@ static void admit_one(sl__ps *ps, sl__req *req)
 		}
 	}
 	req->hold++;
-	for (unsigned s = 0; s < p->n_stages && !req->final; s++)
-		if (!p->stages[s].n_pred)
-			enqueue(ps, s, req);
+	for (unsigned s = 0; s < p->n_stages && !req->final; s++) {
+		if (p->stages[s].n_pred)
+			continue;
+		if (!has_room(ps, s))
+			displace(ps, s);
+		enqueue(ps, s, req);
+	}
 	req->hold--;
 	req_release(ps, req);
 }
@@ -659,23 +698,36 @@ static int admit(sl__ps *ps)
 	return moved;
 }
 
+/* The done list's first job of its highest priority: the head unless
+ * priorities are mixed. */
+static struct sl_job *done_first(const sl__stage_rt *st)
+{
+	unsigned top = SL_PRIORITY_LEVELS - 1;
+	while (top > 0 && !st->done_lv[top])
+		top--;
+	struct sl_job *job = st->done_head;
+	while (job->req->priority != top && job->next)
+		job = job->next;
+	return job;
+}
+
+/* Moves the requests parked on stage s's done list on while there is room:
+ * highest priority first, FIFO within a priority. */
 static int flush_done(sl__ps *ps, unsigned s)
 {
 	sl__stage_rt *st = &ps->st[s];
 	int moved = 0;
 	while (st->done_head) {
-		struct sl_job *job = st->done_head, *next = job->next;
+		struct sl_job *job = done_first(st);
 		/* take it off the list first: move_on may end the request */
-		st->done_head = next;
-		if (!next)
-			st->done_tail = NULL;
-		job->next = NULL;
+		done_remove(st, job);
 		if (!move_on(ps, s, job->req)) {
-			/* still no room: back at the head */
+			/* still no room: back at the head (still the first pick) */
 			job->next = st->done_head;
 			st->done_head = job;
 			if (!st->done_tail)
 				st->done_tail = job;
+			st->done_lv[job->req->priority]++;
 			break;
 		}
 		moved = 1;
@@ -690,7 +742,7 @@ static int start_queued(sl__ps *ps, unsigned s)
 	int moved = 0;
 	while (st->running < sd->conc && !st->done_head) {
 		void *it;
-		if (sl_pq_pop(&st->queue, &it) != SL_OK)
+		if (sl_pq_pop(&st->queue, &it, ps->now) != SL_OK)
 			break;
 		moved = 1;
 		sl__ctr_add(&st->ctr.queued, -1);
@@ -1076,6 +1128,8 @@ void sl_pipeline_default(sl_pipeline_opts *opts, sl_stage_def stages[5],
 		stages[i].queue = d[i].q;
 		stages[i].concurrency = d[i].c;
 		stages[i].overflow = SL_OVERFLOW_BLOCK;
+		stages[i].aging_ms = 1000;
+		stages[i].displace = 1;
 	}
 	memset(opts, 0, sizeof *opts);
 	opts->name = "default";
@@ -1144,6 +1198,7 @@ static sl__ps *ps_new(sl_pipeline *p, unsigned idx)
 		bound += p->stages[s].queue + p->stages[s].conc;
 		if (sl_pq_init(&st->queue, p->stages[s].queue) != SL_OK)
 			ok = 0;
+		sl_pq_set_aging(&st->queue, (uint64_t)p->stages[s].aging_ms * 1000000u);
 		st->lat = calloc(1, sizeof(sl_histogram));
 		st->wait = calloc(1, sizeof(sl_histogram));
 		if (!st->lat || !st->wait)
@@ -1348,6 +1403,8 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 		sd->conc = d->concurrency;
 		sd->overflow = d->overflow;
 		sd->timeout_ms = d->timeout_ms;
+		sd->aging_ms = d->aging_ms;
+		sd->displace = d->displace ? 1 : 0;
 		p->stage_names[s] = sd->name;
 		sd->n_pred = npred[s];
 		memcpy(sd->pred, pred[s], npred[s]);
@@ -1629,7 +1686,7 @@ static void cancel_all_fn(void *arg)
 	/* queued requests in bulk (removing them one by one is O(n^2)) */
 	for (unsigned s = 0; s < ps->p->n_stages; s++) {
 		sl__stage_rt *st = &ps->st[s];
-		while (sl_pq_pop(&st->queue, &it) == SL_OK) {
+		while (sl_pq_pop(&st->queue, &it, ps->now) == SL_OK) {
 			struct sl_job *job = it;
 			sl__req *req = job->req;
 			sl__ctr_add(&st->ctr.queued, -1);

@@ -123,6 +123,8 @@ typedef struct sl__stage {
 	uint32_t queue, conc;
 	sl_overflow overflow;
 	uint32_t timeout_ms;
+	uint32_t aging_ms;    /* queue aging step, 0 = strict priority */
+	uint8_t displace;     /* shed: a higher priority displaces the lowest */
 	uint8_t n_pred, n_succ;
 	uint8_t pred[SL_MAX_STAGES];
 	uint8_t succ[SL_MAX_STAGES];
@@ -132,6 +134,7 @@ typedef struct sl__stage {
 typedef struct sl__stage_ctr {
 	_Atomic uint64_t enqueued, processed, shed, failed, expired, cancelled;
 	_Atomic uint64_t queued, running;
+	_Atomic uint64_t displaced; /* part of shed */
 } sl__stage_ctr;
 
 typedef struct sl__stage_rt {
@@ -139,6 +142,7 @@ typedef struct sl__stage_rt {
 	sl_pq queue;
 	uint32_t running;              /* slots in use (work + blocked) */
 	struct sl_job *done_head, *done_tail;
+	uint32_t done_lv[SL_PRIORITY_LEVELS]; /* done list entries per priority */
 	sl__stage_ctr ctr;
 	sl_histogram *lat, *wait;
 } sl__stage_rt;

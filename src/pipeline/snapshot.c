@@ -18,6 +18,7 @@ typedef struct ps_copy {
 	uint64_t submitted, tokens_out, live, outcomes[SL_OUTCOME__COUNT];
 	struct {
 		uint64_t enqueued, processed, shed, failed, expired, cancelled, queued, running;
+		uint64_t displaced;
 	} st[SL_MAX_STAGES];
 } ps_copy;
 
@@ -46,6 +47,7 @@ static void read_ps(sl__ps *ps, unsigned n_stages, ps_copy *c)
 			c->st[s].cancelled = LD(k->cancelled);
 			c->st[s].queued = LD(k->queued);
 			c->st[s].running = LD(k->running);
+			c->st[s].displaced = LD(k->displaced);
 		}
 		atomic_thread_fence(memory_order_acquire);
 		uint32_t s2 = atomic_load_explicit(&ps->seq, memory_order_relaxed);
@@ -98,6 +100,7 @@ int sl_pipeline_snapshot(sl_pipeline *p, sl_snapshot *out)
 			t->cancelled += c.st[s].cancelled;
 			t->queued += c.st[s].queued;
 			t->running += c.st[s].running;
+			t->displaced += c.st[s].displaced;
 			sl__hist_merge(&h[2 * s], ps->st[s].lat);
 			sl__hist_merge(&h[2 * s + 1], ps->st[s].wait);
 		}

@@ -1,7 +1,8 @@
 /* test_pipeline.c - the pipeline end to end: completions with exact text,
  * the accounting identity under shedding, affinity, drain, cancellation,
- * deadlines, stage timeouts, the blocking adapter, backpressure, priority,
- * and bad input. */
+ * deadlines, stage timeouts, the blocking adapter, backpressure, priority
+ * (order, displacement, aging, release of parked requests), and bad
+ * input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -851,6 +852,289 @@ static void dag_validation(void **st_)
 	sl_runtime_destroy(rt);
 }
 
+/* ------------------------------------------------- priority: shed, aging */
+
+/* Waits (5 s at most) until stage s's counter at byte offset `off` of
+ * sl_stage_stats equals want, or the snapshot's submitted does (off ==
+ * SIZE_MAX).  A snapshot is consistent per shard, so once it shows a
+ * request admitted it shows everything its admission did. */
+static int wait_stat(sl_pipeline *p, unsigned s, size_t off, uint64_t want)
+{
+	for (int i = 0; i < 5000; i++) {
+		sl_snapshot sn;
+		assert_int_equal(sl_pipeline_snapshot(p, &sn), SL_OK);
+		uint64_t v = off == SIZE_MAX ? sn.submitted
+		                             : *(const uint64_t *)((const char *)&sn.stages[s] + off);
+		sl_snapshot_release(&sn);
+		if (v == want)
+			return 1;
+		msleep(1);
+	}
+	return 0;
+}
+#define WAIT_STAGE(p, s, field, want) \
+	assert_true(wait_stat(p, s, offsetof(sl_stage_stats, field), want))
+
+static sl_delay_cfg d2ms = {.delay_us = 2000};
+
+/* rag (block, room for every request) -> gate: 2 slots of 2 ms, a queue of
+ * 32 under shed (displacement on by default) -> the rest */
+static void tweak_shed_gate(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	st[1].name = "gate";
+	st[1].ops = &sl_stage_delay;
+	st[1].cfg = &d2ms;
+	st[1].concurrency = 2;
+	st[1].queue = 32;
+	st[1].overflow = SL_OVERFLOW_SHED;
+	st[1].aging_ms = 0;
+}
+
+static void shed_takes_low_priority_first(void **st_)
+{
+	fx f;
+	fx_up(&f, 1, NULL, tweak_shed_gate);
+	enum { N = 256 };
+	/* half priority 0, a quarter 1, an eighth each 2 and 3: the 32
+	 * priority-3 requests fit the queue, so none of them can be shed */
+	static const int prio_of[8] = {0, 0, 0, 0, 1, 1, 2, 3};
+	treq *t = calloc(N, sizeof *t);
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		t_req(&req, &t[i], &f.c, "one", "a b");
+		req.priority = prio_of[i % 8];
+		assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+		/* about 3 per ms: three times what 2 slots of 2 ms serve */
+		if (i % 3 == 2)
+			msleep(1);
+		if (i % 16 == 0)
+			check_identity(f.p);
+	}
+	assert_int_equal(coll_wait(&f.c, N, 20000), N);
+	msleep(30); /* a second callback would show up here */
+	int n_of[4] = {0}, shed[4] = {0}, displaced[4] = {0}, n_shed = 0, n_disp = 0;
+	for (int i = 0; i < N; i++) {
+		int pr = prio_of[i % 8];
+		n_of[pr]++;
+		assert_int_equal(t[i].r.done, 1);
+		if (t[i].r.outcome == SL_OUTCOME_COMPLETED)
+			continue;
+		assert_int_equal(t[i].r.outcome, SL_OUTCOME_SHED);
+		assert_int_equal(t[i].r.status, SL_ESHED);
+		assert_string_equal(t[i].r.stage, "gate");
+		shed[pr]++;
+		n_shed++;
+		if (strcmp(t[i].r.reason, "displaced by higher priority") == 0) {
+			displaced[pr]++;
+			n_disp++;
+		} else {
+			assert_string_equal(t[i].r.reason, "queue full");
+		}
+	}
+	assert_int_equal(shed[3], 0); /* every priority-3 request completed */
+	assert_int_equal(displaced[3], 0);
+	assert_true(shed[0] > 0);
+	assert_true(n_disp > 0);
+	/* the lower the priority, the larger the share shed */
+	assert_true(shed[0] * n_of[1] >= shed[1] * n_of[0]);
+	assert_true(shed[1] * n_of[2] >= shed[2] * n_of[1]);
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.submitted, N);
+	assert_int_equal(s.in_flight, 0);
+	assert_int_equal(s.outcomes[SL_OUTCOME_SHED], n_shed);
+	assert_int_equal(s.outcomes[SL_OUTCOME_COMPLETED], N - n_shed);
+	assert_int_equal(s.stages[1].shed, n_shed);
+	assert_int_equal(s.stages[1].displaced, n_disp);
+	assert_int_equal(s.stages[0].displaced, 0);
+	sl_snapshot_release(&s);
+	check_identity(f.p);
+	fx_down(&f);
+	free(t);
+}
+
+static sl_delay_cfg d10s = {.delay_us = 10000000};
+
+/* the first stage: one slot held 10 s, a queue of 4 under shed */
+static void tweak_shed_root(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	st[0].name = "gate";
+	st[0].ops = &sl_stage_delay;
+	st[0].cfg = &d10s;
+	st[0].concurrency = 1;
+	st[0].queue = 4;
+	st[0].overflow = SL_OVERFLOW_SHED;
+}
+
+static void displaced_once_at_admission(void **st_)
+{
+	fx f;
+	fx_up(&f, 1, NULL, tweak_shed_root);
+	/* A takes the slot, B..E (priority 0) fill the queue; then H (3)
+	 * displaces E, F (0) is shed itself, G (1) displaces D, I (1) C */
+	enum { A, B, C, D, E, H, F, G, I, N };
+	static const int prio[N] = {0, 0, 0, 0, 0, 3, 0, 1, 1};
+	static const int ended_after[N] = {0, 0, 0, 0, 0, 1, 2, 3, 4};
+	treq t[N];
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		t_req(&req, &t[i], &f.c, "door", "x");
+		req.priority = prio[i];
+		assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+		/* one at a time through the inbox (it holds 4) */
+		assert_true(wait_stat(f.p, 0, SIZE_MAX, (uint64_t)i + 1));
+		assert_int_equal(coll_wait(&f.c, ended_after[i], 5000), ended_after[i]);
+	}
+	const int gone[] = {E, D, C};
+	for (int k = 0; k < 3; k++) {
+		tres *r = &t[gone[k]].r;
+		assert_int_equal(r->done, 1);
+		assert_int_equal(r->outcome, SL_OUTCOME_SHED);
+		assert_int_equal(r->status, SL_ESHED);
+		assert_string_equal(r->stage, "gate");
+		assert_string_equal(r->reason, "displaced by higher priority");
+	}
+	assert_int_equal(t[F].r.outcome, SL_OUTCOME_SHED);
+	assert_string_equal(t[F].r.reason, "queue full");
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.stages[0].displaced, 3);
+	assert_int_equal(s.stages[0].shed, 4);
+	assert_int_equal(s.stages[0].queued, 4); /* B, H, G, I */
+	assert_int_equal(s.stages[0].running, 1); /* A */
+	assert_int_equal(s.outcomes[SL_OUTCOME_SHED], 4);
+	assert_int_equal(s.in_flight, 5);
+	sl_snapshot_release(&s);
+	check_identity(f.p);
+	/* the rest end once, cancelled */
+	assert_int_equal(sl_pipeline_drain(f.p, 50), SL_ETIMEDOUT);
+	assert_int_equal(f.c.n, N);
+	const int kept[] = {A, B, H, G, I};
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(t[kept[k]].r.outcome, SL_OUTCOME_CANCELLED);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(t[i].r.done, 1);
+	check_identity(f.p);
+	fx_down(&f);
+}
+
+static uint32_t test_aging_ms;
+
+/* the first stage: one slot of 2 ms, a queue with room for everything */
+static void tweak_aging(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	st[0].ops = &sl_stage_delay;
+	st[0].cfg = &d2ms;
+	st[0].concurrency = 1;
+	st[0].queue = 512;
+	st[0].aging_ms = test_aging_ms;
+}
+
+/* Where a priority-0 request ends among a steady stream of priority-3
+ * ones (0 = first). */
+static int low_among_high(uint32_t aging_ms)
+{
+	test_aging_ms = aging_ms;
+	fx f;
+	fx_up(&f, 1, NULL, tweak_aging);
+	enum { BACKLOG = 5, STREAM = 100, N = BACKLOG + 1 + STREAM, LOW = BACKLOG };
+	int order[N];
+	_Atomic int pos;
+	atomic_init(&pos, 0);
+	order_rec rec[N];
+	for (int i = 0; i < N; i++) {
+		rec[i] = (order_rec){.c = &f.c, .order = order, .idx = i, .pos = &pos};
+		sl_request req;
+		sl_request_init(&req);
+		req.session = "age";
+		req.input = "x";
+		req.priority = i == LOW ? 0 : 3;
+		req.on_done = order_done;
+		req.user = &rec[i];
+		assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+		/* the low one enters after the backlog and before the stream;
+		 * the stream (4 per ms or so) outruns the 2 ms slot */
+		if (i == LOW - 1 || i == LOW)
+			msleep(3);
+		else if (i > LOW && i % 4 == 0)
+			msleep(1);
+	}
+	assert_int_equal(coll_wait(&f.c, N, 20000), N);
+	int at = -1;
+	for (int k = 0; k < N; k++)
+		if (order[k] == LOW)
+			at = k;
+	fx_down(&f);
+	return at;
+}
+
+static void aging_lets_low_priority_through(void **st_)
+{
+	/* strict priority: the low request waits for the whole stream */
+	int strict = low_among_high(0);
+	assert_true(strict > 53);
+	/* aging 10 ms: after 30 ms it counts as priority 3 and, older than the
+	 * stream's later requests, goes before them */
+	int aged = low_among_high(10);
+	assert_true(aged >= 0 && aged < 53);
+}
+
+static sl_delay_cfg d150ms = {.delay_us = 150000};
+
+/* rag: 4 slots of 20 ms; gate: 1 slot of 150 ms and a queue of 1 (block) */
+static void tweak_park(sl_stage_def *st, sl_pipeline_opts *po)
+{
+	st[0].ops = &sl_stage_delay;
+	st[0].cfg = &d20;
+	st[0].concurrency = 4;
+	st[0].queue = 16;
+	st[1].name = "gate";
+	st[1].ops = &sl_stage_delay;
+	st[1].cfg = &d150ms;
+	st[1].concurrency = 1;
+	st[1].queue = 1;
+}
+
+static void blocked_released_by_priority(void **st_)
+{
+	fx f;
+	fx_up(&f, 1, NULL, tweak_park);
+	enum { X, Y, Z1, Z2, Z3, Z4, N };
+	static const int prio[N] = {0, 0, 0, 1, 3, 2};
+	int order[N];
+	_Atomic int pos;
+	atomic_init(&pos, 0);
+	order_rec rec[N];
+	for (int i = 0; i < N; i++) {
+		rec[i] = (order_rec){.c = &f.c, .order = order, .idx = i, .pos = &pos};
+		sl_request req;
+		sl_request_init(&req);
+		req.session = "park";
+		req.input = "x";
+		req.priority = prio[i];
+		req.on_done = order_done;
+		req.user = &rec[i];
+		assert_int_equal(sl_pipeline_submit(f.p, &req, 0, NULL), SL_OK);
+		if (i == Y) { /* X in the gate's slot, Y in its queue: full */
+			WAIT_STAGE(f.p, 1, running, 1);
+			WAIT_STAGE(f.p, 1, queued, 1);
+		}
+	}
+	/* Z1..Z4 finish rag and park on its done list, in that order, while X
+	 * still holds the gate */
+	WAIT_STAGE(f.p, 0, processed, 6);
+	sl_snapshot s;
+	sl_pipeline_snapshot(f.p, &s);
+	assert_int_equal(s.stages[1].processed, 0);
+	sl_snapshot_release(&s);
+	assert_int_equal(coll_wait(&f.c, N, 10000), N);
+	const int want[N] = {X, Y, Z3, Z4, Z2, Z1};
+	for (int k = 0; k < N; k++)
+		assert_int_equal(order[k], want[k]);
+	check_identity(f.p);
+	fx_down(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -873,6 +1157,10 @@ int main(void)
 		cmocka_unit_test(fanout_branch_failure_ends_once),
 		cmocka_unit_test(fanout_cancel_mid_branch),
 		cmocka_unit_test(dag_validation),
+		cmocka_unit_test(shed_takes_low_priority_first),
+		cmocka_unit_test(displaced_once_at_admission),
+		cmocka_unit_test(aging_lets_low_priority_through),
+		cmocka_unit_test(blocked_released_by_priority),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
