@@ -148,6 +148,8 @@ static int build_model(sl_runtime *rt, const sl_config *cfg, size_t i, app_model
 		st[s].concurrency = cs->concurrency;
 		st[s].overflow = cs->overflow;
 		st[s].timeout_ms = cs->timeout_ms;
+		st[s].aging_ms = cs->aging_ms;
+		st[s].displace = (uint8_t)(cs->displace != 0);
 		/* the loader resolved the "previous stage" default: the lists are
 		 * explicit, and an empty one is a root */
 		st[s].after = cs->n_after ? (const char *const *)cs->after : none;
