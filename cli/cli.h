@@ -8,4 +8,5 @@ int sl_cli_check_config(int argc, char **argv);
 int sl_cli_config(int argc, char **argv);
 int sl_cli_dlq(int argc, char **argv);
 int sl_cli_assemble(int argc, char **argv);
+int sl_cli_retrieve(int argc, char **argv);
 #endif

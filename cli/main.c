@@ -18,6 +18,7 @@ static void usage(FILE *f)
 	        "  config          --print-default: the embedded default configuration, commented\n"
 	        "  dlq             the dead-letter queue: list | show ID | replay ID | purge\n"
 	        "  assemble        render a prompt template from a JSON request on stdin\n"
+	        "  retrieve        BM25 search over a folder or JSONL corpus (or a saved index)\n"
 	        "  demo            send the seed's 10 demo requests through the pipeline\n"
 	        "  version         print the version\n"
 	        "  help            this text\n"
@@ -43,6 +44,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "dlq") == 0)
 		return sl_cli_dlq(argc - 1, argv + 1);
 	if (strcmp(cmd, "assemble") == 0) return sl_cli_assemble(argc - 1, argv + 1);
+	if (strcmp(cmd, "retrieve") == 0) return sl_cli_retrieve(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return sl_cli_demo(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
