@@ -18,6 +18,9 @@
  *      run's.
  *   M  memory: parks N requests in queues and reports the RSS growth per
  *      queued request beyond its text (also part of every other line).
+ *   P  mixed priorities at 3x overload: 10 % priority 3, the rest 0, shed
+ *      with displacement; the high priority's p99 against an unloaded run,
+ *      and what was shed, by priority.
  *   R  routing cost: A on one shard with the echo worker alone, then with
  *      the routing worker over two echo backends (weighted 50/50, breaker,
  *      retry budget, gradient limiter on each), runs interleaved; prints
@@ -38,14 +41,60 @@
 
 static const char *PROMPT = "hello world from the sluice pipeline";
 
+/* Latency buckets per priority (scenario P): 16 per power of two of µs. */
+#define LB 512
 typedef struct counters {
 	_Atomic uint64_t done;
 	_Atomic uint64_t oc[SL_OUTCOME__COUNT];
+	int by_prio;                      /* user = counters of this request's priority */
 } counters;
+
+typedef struct prio_counters {
+	counters c;                       /* first: the producer passes &pc->c */
+	_Atomic uint64_t lat[LB];
+	_Atomic uint64_t door_shed;       /* refused by sl_pipeline_submit */
+} prio_counters;
+
+static unsigned lat_bucket(uint64_t us)
+{
+	if (us < 16)
+		return (unsigned)us;
+	unsigned lg = 63u - (unsigned)__builtin_clzll(us);
+	unsigned b = (lg - 3) * 16 + (unsigned)((us >> (lg - 4)) & 15);
+	return b < LB ? b : LB - 1;
+}
+
+static uint64_t bucket_us(unsigned b)
+{
+	if (b < 16)
+		return b;
+	unsigned lg = b / 16 + 3;
+	return ((uint64_t)(16 + b % 16) << (lg - 4)); /* the bucket's lower edge */
+}
+
+static double lat_quantile(const prio_counters *pc, double q)
+{
+	uint64_t n = 0, acc = 0;
+	for (unsigned b = 0; b < LB; b++)
+		n += atomic_load(&pc->lat[b]);
+	if (!n)
+		return 0;
+	for (unsigned b = 0; b < LB; b++) {
+		acc += atomic_load(&pc->lat[b]);
+		if ((double)acc >= q * (double)n)
+			return (double)bucket_us(b);
+	}
+	return 0;
+}
 
 static void on_done(void *user, const sl_result *r)
 {
 	counters *c = user;
+	if (c->by_prio && r->outcome == SL_OUTCOME_COMPLETED) {
+		prio_counters *pc = (prio_counters *)c;
+		atomic_fetch_add_explicit(&pc->lat[lat_bucket((r->t_end - r->t_submit) / 1000)], 1,
+		                          memory_order_relaxed);
+	}
 	atomic_fetch_add_explicit(&c->oc[r->outcome], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->done, 1, memory_order_release);
 }
@@ -79,7 +128,10 @@ typedef struct scen {
 	uint32_t rag_us, infer_ms;
 	uint32_t rag_conc, rag_q, inf_conc, inf_q;
 	int router; /* inference through the routing worker over 2 echo backends */
+	int prio_mix; /* P: every 10th request priority 3, the rest 0 */
 } scen;
+
+static prio_counters prio_c[SL_PRIORITY_LEVELS]; /* scenario P's per-priority figures */
 
 static char sessions[4096][8]; /* "s0".."s4095", made once */
 
@@ -89,6 +141,7 @@ typedef struct prod_arg {
 	uint64_t from, to;
 	double rate; /* this producer's share */
 	unsigned flags;
+	int prio_mix;
 	uint64_t rejected_shed, rejected_other;
 } prod_arg;
 
@@ -101,14 +154,21 @@ static void *producer(void *a_)
 	req.on_done = on_done;
 	req.user = a->c;
 	uint64_t t0 = sl_now_ns();
+	int mix = a->prio_mix;
 	for (uint64_t i = a->from; i < a->to; i++) {
 		req.session = sessions[i & 4095];
+		if (mix) {
+			req.priority = i % 10 == 0 ? 3 : 0;
+			req.user = &prio_c[req.priority].c;
+		}
 		if (a->rate > 0) {
 			uint64_t due = t0 + (uint64_t)((double)(i - a->from) * 1e9 / a->rate);
 			while (sl_now_ns() < due)
 				;
 		}
 		int rc = sl_pipeline_submit(a->p, &req, a->flags, NULL);
+		if (rc == SL_ESHED && mix)
+			atomic_fetch_add_explicit(&prio_c[req.priority].door_shed, 1, memory_order_relaxed);
 		if (rc == SL_ESHED)
 			a->rejected_shed++;
 		else if (rc != SL_OK)
@@ -183,8 +243,22 @@ static int build(const scen *s, sl_runtime **rt, sl_worker **w, sl_pipeline **p)
 	return 0;
 }
 
+static uint64_t done_count(const counters *c, int mix)
+{
+	uint64_t n = atomic_load_explicit(&c->done, memory_order_acquire);
+	if (mix)
+		for (int k = 0; k < SL_PRIORITY_LEVELS; k++)
+			n += atomic_load_explicit(&prio_c[k].c.done, memory_order_acquire);
+	return n;
+}
+
 static void run(const scen *s, result *r)
 {
+	if (s->prio_mix) {
+		memset(prio_c, 0, sizeof prio_c);
+		for (int k = 0; k < SL_PRIORITY_LEVELS; k++)
+			prio_c[k].c.by_prio = 1;
+	}
 	sl_runtime *rt = NULL;
 	sl_worker *w = NULL;
 	sl_pipeline *p = NULL;
@@ -203,7 +277,8 @@ static void run(const scen *s, result *r)
 		pa[i] = (prod_arg){.p = p, .c = &c, .from = i * per,
 		                   .to = i + 1 == np ? s->requests : (i + 1) * per,
 		                   .rate = s->rate / np,
-		                   .flags = s->shed ? 0 : SL_SUBMIT_BLOCK};
+		                   .flags = s->shed ? 0 : SL_SUBMIT_BLOCK,
+		                   .prio_mix = s->prio_mix};
 		pthread_create(&th[i], NULL, producer, &pa[i]);
 	}
 	uint64_t rejected_shed = 0;
@@ -216,7 +291,7 @@ static void run(const scen *s, result *r)
 	uint64_t accepted = s->requests - rejected_shed - r->rejected_other;
 	struct timespec nap = {0, 200000};
 	int identity_ok = 1;
-	while (atomic_load_explicit(&c.done, memory_order_acquire) < accepted) {
+	while (done_count(&c, s->prio_mix) < accepted) {
 		/* the accounting identity, checked on live snapshots */
 		sl_snapshot sn;
 		if (sl_pipeline_snapshot(p, &sn) == SL_OK) {
@@ -337,7 +412,7 @@ static void print(const scen *s, const result *r, double bpq, const char *extra)
 
 int main(int argc, char **argv)
 {
-	const char *which = "ABCMR";
+	const char *which = "ABCMRP";
 	uint64_t requests = 0;
 	unsigned shards = 0, producers = 0, repeat = 1;
 	for (int i = 1; i < argc; i++) {
@@ -353,7 +428,7 @@ int main(int argc, char **argv)
 			repeat = (unsigned)strtoul(argv[++i], NULL, 10);
 		else {
 			fprintf(stderr,
-			        "usage: pipeline [--scenario A|B|C|M|R] [--requests N] [--shards N]\n"
+			        "usage: pipeline [--scenario A|B|C|M|R|P] [--requests N] [--shards N]\n"
 			        "                [--producers N] [--repeat N]\n");
 			return 2;
 		}
@@ -428,6 +503,49 @@ int main(int argc, char **argv)
 			       "\"router_added_ns_per_request\":%.0f,\"identity_ok\":%s}\n",
 			       a.requests, n, ra[n / 2], rr[n / 2], rr[n / 2] / ra[n / 2], ca[n / 2],
 			       cr[n / 2], cr[n / 2] - ca[n / 2], ok ? "true" : "false");
+			fflush(stdout);
+			continue;
+		}
+		case 'P': {
+			/* mixed priorities at 3x overload: B's pipeline, shed on every
+			 * queue (displacement and aging at their defaults), 10 % of the
+			 * requests priority 3, the rest priority 0 */
+			scen b = {.name = 'P', .shards = shards, .producers = producers,
+			          .rag_us = 5000, .infer_ms = 10, .rag_conc = 512, .inf_conc = 1024};
+			if (b_rate <= 0) {
+				scen bb = b;
+				bb.requests = 200000;
+				result rb;
+				run(&bb, &rb);
+				b_rate = rb.completed_per_s;
+			}
+			scen u = b;
+			u.shed = 1;
+			u.prio_mix = 1;
+			u.rate = b_rate / 5;
+			u.requests = (uint64_t)(u.rate * 2);
+			result ru;
+			run(&u, &ru);
+			double hi_unloaded = lat_quantile(&prio_c[3], 0.99);
+			scen o = u;
+			o.rate = b_rate * 3;
+			o.requests = (uint64_t)(o.rate * 3);
+			result ro;
+			run(&o, &ro);
+			uint64_t hi_n = (uint64_t)(o.requests / 10);
+			printf("{\"scenario\":\"P\",\"offered_per_s\":%.0f,\"capacity_per_s\":%.0f,"
+			       "\"high\":{\"completed\":%" PRIu64 ",\"shed\":%" PRIu64 ",\"p99_us\":%.0f,"
+			       "\"unloaded_p99_us\":%.0f,\"p99_ratio\":%.2f},"
+			       "\"low\":{\"completed\":%" PRIu64 ",\"shed\":%" PRIu64 ",\"p99_us\":%.0f},"
+			       "\"high_offered\":%" PRIu64 ",\"identity_ok\":%s}\n",
+			       o.rate, b_rate, atomic_load(&prio_c[3].c.oc[SL_OUTCOME_COMPLETED]),
+			       atomic_load(&prio_c[3].c.oc[SL_OUTCOME_SHED]) + atomic_load(&prio_c[3].door_shed),
+			       lat_quantile(&prio_c[3], 0.99),
+			       hi_unloaded, lat_quantile(&prio_c[3], 0.99) / (hi_unloaded > 0 ? hi_unloaded : 1),
+			       atomic_load(&prio_c[0].c.oc[SL_OUTCOME_COMPLETED]),
+			       atomic_load(&prio_c[0].c.oc[SL_OUTCOME_SHED]) + atomic_load(&prio_c[0].door_shed),
+			       lat_quantile(&prio_c[0], 0.99),
+			       hi_n, ro.identity_ok && ru.identity_ok ? "true" : "false");
 			fflush(stdout);
 			continue;
 		}

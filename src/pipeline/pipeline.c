@@ -671,21 +671,34 @@ static int roots_admit(sl__ps *ps)
 	return 1;
 }
 
-/* inbox -> the roots.  Returns 1 if anything moved. */
+static int inbox_room(sl__ps *ps)
+{
+	return sl_queue_size(ps->inbox) < sl_queue_capacity(ps->inbox);
+}
+
+/* inboxes (the priority lane first) -> the roots.  Returns 1 if anything
+ * moved. */
 static int admit(sl__ps *ps)
 {
-	int moved = 0;
+	int moved = 0, moved_hi = 0;
 	while (roots_admit(ps)) {
 		void *it;
-		if (sl_queue_pop(ps->inbox, &it) != SL_OK)
+		if (sl_queue_pop(ps->inbox_hi, &it) == SL_OK) {
+			moved_hi = 1;
+		} else if (sl_queue_pop(ps->inbox, &it) != SL_OK) {
 			break;
+		} else {
+			moved = 1;
+		}
 		admit_one(ps, it);
-		moved = 1;
 	}
+	if (moved_hi)
+		sl_queue_notify(ps->inbox_hi);
 	if (moved)
 		sl_queue_notify(ps->inbox);
+	moved |= moved_hi;
 	if (!sl_list_empty(&ps->ready) &&
-	    (sl_queue_size(ps->inbox) < sl_queue_capacity(ps->inbox) ||
+	    (inbox_room(ps) ||
 	     atomic_load_explicit(&ps->p->closing, memory_order_relaxed))) {
 		sl_lnode *n = sl_list_take(&ps->ready);
 		while (n) {
@@ -776,10 +789,9 @@ static void ps_poll(sl__poller *pl)
 static int ps_pending(sl__poller *pl)
 {
 	sl__ps *ps = (sl__ps *)pl;
-	if (sl_queue_size(ps->inbox) > 0 && roots_admit(ps))
+	if ((sl_queue_size(ps->inbox) > 0 || sl_queue_size(ps->inbox_hi) > 0) && roots_admit(ps))
 		return 1;
-	return !sl_list_empty(&ps->ready) &&
-	       sl_queue_size(ps->inbox) < sl_queue_capacity(ps->inbox);
+	return !sl_list_empty(&ps->ready) && inbox_room(ps);
 }
 
 /* ------------------------------------------------------------ job API */
@@ -1173,6 +1185,7 @@ static void ps_free(sl__ps *ps, unsigned n_stages)
 	free(ps->map_k);
 	free(ps->map_v);
 	sl_queue_destroy(ps->inbox);
+	sl_queue_destroy(ps->inbox_hi);
 	free(ps);
 }
 
@@ -1210,9 +1223,12 @@ static sl__ps *ps_new(sl_pipeline *p, unsigned idx)
 	ps->map_mask = next_pow2(bound * 2 + 16) - 1;
 	ps->map_k = calloc(ps->map_mask + 1, sizeof *ps->map_k);
 	ps->map_v = calloc(ps->map_mask + 1, sizeof *ps->map_v);
-	/* The inbox holds as many as stage 0's queue. */
+	/* The inbox holds as many as stage 0's queue; the priority lane a
+	 * quarter of that (at least 64). */
+	uint32_t q0 = p->stages[0].queue;
 	if (!ok || !ps->e2e || !ps->ttft || !ps->map_k || !ps->map_v ||
-	    sl_queue_create(p->stages[0].queue, &ps->inbox) != SL_OK) {
+	    sl_queue_create(q0, &ps->inbox) != SL_OK ||
+	    sl_queue_create(q0 / 4 > 64 ? q0 / 4 : 64, &ps->inbox_hi) != SL_OK) {
 		ps_free(ps, p->n_stages);
 		return NULL;
 	}
@@ -1578,14 +1594,15 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 		job->deadline = job->t_submit + req->deadline_ms * 1000000u;
 
 	uint64_t id = job->id;
-	int rc = sl_queue_push(ps->inbox, job);
+	sl_queue *in = job->priority >= SL__HI_PRIORITY ? ps->inbox_hi : ps->inbox;
+	int rc = sl_queue_push(in, job);
 	if (rc == SL_EAGAIN) {
 		if (p->stages[0].overflow == SL_OVERFLOW_SHED) {
 			atomic_fetch_add_explicit(&ps->door_shed, 1, memory_order_relaxed);
 			rc = SL_ESHED;
 		} else if ((flags & SL_SUBMIT_BLOCK) && sl__shard_current() == NULL) {
 			sl__shard_wake(ps->sh);
-			rc = sl_queue_push_wait(ps->inbox, job);
+			rc = sl_queue_push_wait(in, job);
 		}
 	}
 	if (rc != SL_OK) {
@@ -1677,7 +1694,7 @@ static void cancel_all_fn(void *arg)
 	ps_now(ps);
 	/* admit whatever is still in the inbox, so it ends as cancelled too */
 	void *it;
-	while (sl_queue_pop(ps->inbox, &it) == SL_OK) {
+	while (sl_queue_pop(ps->inbox_hi, &it) == SL_OK || sl_queue_pop(ps->inbox, &it) == SL_OK) {
 		sl__req *req = it;
 		admit_count(ps, req);
 		sl__ctr_add(&ps->st[0].ctr.cancelled, 1);
@@ -1709,7 +1726,7 @@ static int all_idle(sl_pipeline *p)
 	for (unsigned i = 0; i < p->n_shards; i++) {
 		sl__ps *ps = p->ps[i];
 		if (atomic_load_explicit(&ps->alive, memory_order_relaxed) ||
-		    sl_queue_size(ps->inbox))
+		    sl_queue_size(ps->inbox) || sl_queue_size(ps->inbox_hi))
 			return 0;
 	}
 	return 1;
@@ -1730,8 +1747,10 @@ int sl_pipeline_drain(sl_pipeline *p, uint64_t timeout_ms)
 	if (p->drained)
 		return p->drain_rc;
 	atomic_store(&p->closing, 1);
-	for (unsigned i = 0; i < p->n_shards; i++)
+	for (unsigned i = 0; i < p->n_shards; i++) {
 		sl_queue_close(p->ps[i]->inbox);
+		sl_queue_close(p->ps[i]->inbox_hi);
+	}
 	wake_all(p); /* fires readiness callbacks; they will see SL_ECLOSED */
 	uint64_t end = sl_now_ns() + timeout_ms * 1000000u;
 	int rc = SL_OK;

@@ -148,6 +148,7 @@ typedef struct sl__stage_rt {
 } sl__stage_rt;
 
 #define SL__EARLY_CANCELS 64
+#define SL__HI_PRIORITY 2 /* "high" and "critical" take the priority lane */
 
 struct sl__ps {
 	sl__poller poller; /* first: container_of by cast */
@@ -155,6 +156,9 @@ struct sl__ps {
 	sl__shard *sh;
 	unsigned idx;
 	sl_queue *inbox;
+	sl_queue *inbox_hi;            /* priorities >= SL__HI_PRIORITY: admitted
+	                                * first, so a flood of low-priority
+	                                * submits cannot shed them at the door */
 	sl_list ready;                 /* sl_post nodes waiting for room */
 	_Atomic uint64_t next_id;      /* producers */
 	_Atomic uint64_t door_shed;    /* producers: shed at submit */
