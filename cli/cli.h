@@ -7,6 +7,7 @@ int sl_cli_serve(int argc, char **argv);
 int sl_cli_check_config(int argc, char **argv);
 int sl_cli_config(int argc, char **argv);
 int sl_cli_dlq(int argc, char **argv);
+int sl_cli_redact(int argc, char **argv);
 int sl_cli_assemble(int argc, char **argv);
 int sl_cli_retrieve(int argc, char **argv);
 #endif

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 	        "  assemble        render a prompt template from a JSON request on stdin\n"
 	        "  retrieve        BM25 search over a folder or JSONL corpus (or a saved index)\n"
 	        "  demo            send the seed's 10 demo requests through the pipeline\n"
+	        "  redact          redact PII from stdin to stdout (--classes, --stream-chunk N)\n"
 	        "  version         print the version\n"
 	        "  help            this text\n"
 	        "\n"
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
 		return sl_cli_dlq(argc - 1, argv + 1);
 	if (strcmp(cmd, "assemble") == 0) return sl_cli_assemble(argc - 1, argv + 1);
 	if (strcmp(cmd, "retrieve") == 0) return sl_cli_retrieve(argc - 1, argv + 1);
+	if (strcmp(cmd, "redact") == 0) return sl_cli_redact(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return sl_cli_demo(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
