@@ -345,6 +345,9 @@ void sl_infer_set_failure(sl_infer *call, sl_fail_kind kind, int http_status);
 
 /* The request's session key (affinity; sticky routing). */
 const char *sl_infer_session(const sl_infer *call);
+/* 1 when a stage replaced the prompt (sl_job_set_prompt): a worker that
+ * can send the original chat messages must send the prompt instead. */
+int sl_infer_prompt_replaced(const sl_infer *call);
 /* Reports an attribute of this call to the request's owner (its on_attr);
  * the last value of key "backend" is also kept for the result. */
 void sl_infer_annotate(sl_infer *call, const char *key, const char *value);
@@ -431,9 +434,18 @@ const char *sl_job_session(const sl_job *job);
 const char *sl_job_text(const sl_job *job, size_t *len);
 int sl_job_set_text(sl_job *job, const char *text, size_t len);
 void **sl_job_stage_data(sl_job *job);
+/* fn frees the stage data (if still set) when the request is freed, however
+ * it ended: for per-request state of a token filter, whose run() may never
+ * come (the request failed or was cancelled upstream of it). */
+void sl_job_set_data_free(sl_job *job, void (*fn)(void *));
 sl_worker *sl_job_worker(const sl_job *job);
-/* Passes a token to the next filter (or to the client) from on_token. */
+/* Passes a token to the next filter (or to the client): from on_token, or
+ * from the stage's run() (text a filter held back until the end). */
 void sl_job_emit(sl_job *job, const char *text, size_t len);
+/* Ends the output early (a content filter): later tokens of the worker are
+ * refused (it stops as at the output bound) and the request completes with
+ * this finish_reason (a static string, e.g. "content_filter"). */
+void sl_job_stop_output(sl_job *job, const char *finish_reason);
 /* Completes a job that run() left pending (exactly once, shard thread). */
 void sl_job_done(sl_job *job, int status, const char *detail);
 
@@ -498,6 +510,10 @@ typedef struct sl_pipeline_opts {
 	size_t max_input;           /* bytes; 0 = SL_DEFAULT_MAX_INPUT */
 	size_t max_output;          /* bytes; 0 = SL_DEFAULT_MAX_OUTPUT */
 	int trace;                  /* 1 = a logfmt trace line per stage */
+	/* Called once by sl_pipeline_destroy, after every stage stopped (frees
+	 * what the stages' cfg pointed to); not called when create fails. */
+	void (*on_destroy)(void *arg);
+	void *on_destroy_arg;
 } sl_pipeline_opts;
 
 /* Fills stages[5] with the seed's five stages and default capacities

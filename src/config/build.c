@@ -6,6 +6,189 @@
 #include "sluice/config.h"
 #include "worker/openai/openai.h"
 #include "worker/router/router.h"
+#include <jansson.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include "core/log.h"
+#include "rag/bm25.h"
+#include "stages/real.h"
+
+_Static_assert(SL_PII_EMAIL == 1u << 0 && SL_PII_SECRET == 1u << 7,
+               "config.c's class names follow SL_PII_* bit order");
+
+/* What the real stages of one pipeline use (their cfg points here); freed
+ * by the pipeline's on_destroy. */
+typedef struct stage_res {
+	int has_retriever;
+	sl_retriever retriever;
+	sl_retrieve_cfg rcfg;
+	sl_template *user_t, *sys_t;
+	sl_fewshot *examples;
+	json_t *examples_doc;
+	sl_assemble_stage_cfg acfg;
+	sl_redactor *redactor;
+	sl_redact_stage_cfg dcfg;
+} stage_res;
+
+typedef struct pipe_res {
+	size_t n;
+	stage_res s[SL_MAX_STAGES];
+} pipe_res;
+
+static void pipe_res_free(void *arg)
+{
+	pipe_res *pr = arg;
+	if (!pr)
+		return;
+	for (size_t i = 0; i < pr->n; i++) {
+		stage_res *r = &pr->s[i];
+		if (r->has_retriever)
+			sl_retriever_destroy(&r->retriever);
+		sl_template_free(r->user_t);
+		sl_template_free(r->sys_t);
+		free(r->examples);
+		json_decref(r->examples_doc);
+		sl_redactor_destroy(r->redactor);
+	}
+	free(pr);
+}
+
+/* A path of the file, relative to the config file's folder. */
+static void resolve(const sl_config *cfg, const char *path, char *out, size_t cap)
+{
+	if (path[0] == '/' || !cfg->file || cfg->file[0] == '<' || !strchr(cfg->file, '/')) {
+		snprintf(out, cap, "%s", path);
+		return;
+	}
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", cfg->file);
+	snprintf(out, cap, "%s/%s", dirname(dir), path);
+}
+
+static int build_retriever(const sl_config *cfg, const sl_cfg_stage *cs, stage_res *r,
+                           char *err, size_t errlen)
+{
+	const sl_cfg_retriever *rc = &cs->retriever;
+	char corpus[4096], index[4096];
+	resolve(cfg, rc->corpus, corpus, sizeof corpus);
+	if (rc->index)
+		resolve(cfg, rc->index, index, sizeof index);
+	sl_bm25 *idx = NULL;
+	sl_bm25_report rep;
+	memset(&rep, 0, sizeof rep);
+	struct stat sb;
+	int rcode;
+	if (rc->index && stat(index, &sb) == 0) {
+		rcode = sl_bm25_load(index, &idx, &rep);
+		if (rcode != SL_OK) {
+			snprintf(err, errlen, "stage %s: retriever index %s: %s", cs->name, index,
+			         rep.err[0] ? rep.err : sl_strerror(rcode));
+			return rcode;
+		}
+		sl_bm25_set_params(idx, rc->k1, rc->b);
+	} else {
+		if (stat(corpus, &sb) != 0 && !rc->required) {
+			SL_LOG(SL_LOG_WARN, "event=retriever_skipped stage=%s corpus=%s reason=missing",
+			       cs->name, corpus);
+			return SL_OK; /* passes requests through */
+		}
+		sl_bm25_opts o;
+		sl_bm25_opts_default(&o);
+		o.k1 = rc->k1;
+		o.b = rc->b;
+		o.stopwords = rc->stopwords;
+		rcode = sl_bm25_build(corpus, &o, &idx, &rep);
+		if (rcode != SL_OK) {
+			snprintf(err, errlen, "stage %s: retriever corpus %s: %s", cs->name, corpus,
+			         rep.err[0] ? rep.err : sl_strerror(rcode));
+			return rcode;
+		}
+		if (rc->index && sl_bm25_save(idx, index, &rep) != SL_OK)
+			SL_LOG(SL_LOG_WARN, "event=retriever_index_not_saved stage=%s index=%s", cs->name,
+			       index);
+	}
+	if ((rcode = sl_bm25_retriever(idx, &r->retriever)) != SL_OK) {
+		sl_bm25_destroy(idx);
+		return rcode;
+	}
+	r->has_retriever = 1;
+	r->rcfg = (sl_retrieve_cfg){.retriever = &r->retriever, .k = rc->k, .min_score = rc->min_score};
+	return SL_OK;
+}
+
+static int build_assembly(const sl_config *cfg, const sl_cfg_stage *cs, stage_res *r,
+                          char *err, size_t errlen)
+{
+	const sl_cfg_template *t = &cs->tmpl;
+	char path[4096], terr[512];
+	resolve(cfg, t->user, path, sizeof path);
+	int rc = sl_template_load(path, NULL, &r->user_t, terr, sizeof terr);
+	if (rc == SL_OK && t->system) {
+		resolve(cfg, t->system, path, sizeof path);
+		rc = sl_template_load(path, NULL, &r->sys_t, terr, sizeof terr);
+	}
+	if (rc != SL_OK) {
+		snprintf(err, errlen, "stage %s: template: %s", cs->name, terr);
+		return rc;
+	}
+	size_t n_ex = 0;
+	if (t->examples) {
+		resolve(cfg, t->examples, path, sizeof path);
+		json_error_t je;
+		r->examples_doc = json_load_file(path, 0, &je);
+		if (!json_is_array(r->examples_doc)) {
+			snprintf(err, errlen, "stage %s: examples %s:%d: %s", cs->name, path, je.line,
+			         r->examples_doc ? "expected an array of {\"user\",\"assistant\"}" : je.text);
+			return SL_EINVAL;
+		}
+		n_ex = json_array_size(r->examples_doc);
+		r->examples = calloc(n_ex ? n_ex : 1, sizeof *r->examples);
+		if (!r->examples)
+			return SL_ENOMEM;
+		for (size_t i = 0; i < n_ex; i++) {
+			json_t *e = json_array_get(r->examples_doc, i);
+			const char *u = json_string_value(json_object_get(e, "user"));
+			const char *a = json_string_value(json_object_get(e, "assistant"));
+			if (!u || !a) {
+				snprintf(err, errlen, "stage %s: examples %s: entry %zu needs string "
+				         "\"user\" and \"assistant\"", cs->name, path, i);
+				return SL_EINVAL;
+			}
+			r->examples[i] = (sl_fewshot){.user = u, .assistant = a};
+		}
+	}
+	r->acfg.assembly = (sl_assembly){.system = r->sys_t, .user = r->user_t,
+	                                 .examples = r->examples, .n_examples = n_ex};
+	r->acfg.opts = (sl_assemble_opts){.max_prompt_tokens = t->max_prompt_tokens,
+	                                  .format = SL_ASM_PROMPT};
+	return SL_OK;
+}
+
+static int build_redactor(const sl_cfg_stage *cs, stage_res *r, char *err, size_t errlen)
+{
+	const sl_cfg_redact *d = &cs->redact;
+	sl_redact_custom cu[64];
+	for (size_t i = 0; i < d->n_custom && i < 64; i++)
+		cu[i] = (sl_redact_custom){.name = d->custom_name[i],
+		                           .pattern = d->custom_pattern[i],
+		                           .replacement = d->custom_replacement[i],
+		                           .max_len = d->custom_max_len[i]};
+	sl_redact_opts o = {.classes = d->classes,
+	                    .custom = cu,
+	                    .n_custom = d->n_custom,
+	                    .block_terms = (const char *const *)d->block_terms,
+	                    .n_block_terms = d->n_block_terms,
+	                    .block_patterns = (const char *const *)d->block_patterns,
+	                    .n_block_patterns = d->n_block_patterns};
+	char rerr[512];
+	int rc = sl_redactor_create(&o, &r->redactor, rerr, sizeof rerr);
+	if (rc != SL_OK) {
+		snprintf(err, errlen, "stage %s: %s", cs->name, rerr);
+		return rc;
+	}
+	r->dcfg.redactor = r->redactor;
+	return SL_OK;
+}
 
 typedef struct app_model {
 	sl_worker *worker;
@@ -29,6 +212,7 @@ static const sl_stage_ops *ops_for(sl_cfg_stage_type t)
 	case SL_CFG_STAGE_POST: return &sl_stage_post;
 	case SL_CFG_STAGE_STREAM: return &sl_stage_stream;
 	case SL_CFG_STAGE_DELAY: return &sl_stage_delay;
+	case SL_CFG_STAGE_REDACT: return &sl_stage_redact;
 	}
 	return NULL;
 }
@@ -140,10 +324,32 @@ static int build_model(sl_runtime *rt, const sl_config *cfg, size_t i, app_model
 	static const char *const none[] = {NULL};
 	sl_stage_def st[SL_MAX_STAGES];
 	memset(st, 0, sizeof st);
-	for (size_t s = 0; s < pl->n_stages; s++) {
+	pipe_res *pr = calloc(1, sizeof *pr);
+	if (!pr) {
+		sl_worker_destroy(am->worker);
+		am->worker = NULL;
+		return SL_ENOMEM;
+	}
+	pr->n = pl->n_stages;
+	for (size_t s = 0; s < pl->n_stages && rc == SL_OK; s++) {
 		const sl_cfg_stage *cs = &pl->stages[s];
+		stage_res *r = &pr->s[s];
 		st[s].name = cs->name;
 		st[s].ops = ops_for(cs->type);
+		if (cs->type == SL_CFG_STAGE_RAG && cs->retriever.set) {
+			rc = build_retriever(cfg, cs, r, err, errlen);
+			if (rc == SL_OK && r->has_retriever) {
+				st[s].ops = &sl_stage_retrieve;
+				st[s].cfg = &r->rcfg;
+			}
+		} else if (cs->type == SL_CFG_STAGE_ASSEMBLE && cs->tmpl.user) {
+			rc = build_assembly(cfg, cs, r, err, errlen);
+			st[s].ops = &sl_stage_assemble_template;
+			st[s].cfg = &r->acfg;
+		} else if (cs->type == SL_CFG_STAGE_REDACT) {
+			rc = build_redactor(cs, r, err, errlen);
+			st[s].cfg = &r->dcfg;
+		}
 		st[s].queue = cs->queue;
 		st[s].concurrency = cs->concurrency;
 		st[s].overflow = cs->overflow;
@@ -170,13 +376,24 @@ static int build_model(sl_runtime *rt, const sl_config *cfg, size_t i, app_model
 		snprintf(name, sizeof name, "%s:%s", pl->name, mo->name);
 	else
 		snprintf(name, sizeof name, "%s", pl->name);
+	if (rc != SL_OK) {
+		char e2[600];
+		snprintf(e2, sizeof e2, "model %s: pipeline %s: %s", mo->name, pl->name, err);
+		snprintf(err, errlen, "%s", e2);
+		pipe_res_free(pr);
+		sl_worker_destroy(am->worker);
+		am->worker = NULL;
+		return rc;
+	}
 	sl_pipeline_opts po = {.name = name, .stages = st, .n_stages = (unsigned)pl->n_stages,
 	                       .worker = am->worker, .max_input = pl->max_input,
-	                       .max_output = pl->max_output, .trace = pl->trace};
+	                       .max_output = pl->max_output, .trace = pl->trace,
+	                       .on_destroy = pipe_res_free, .on_destroy_arg = pr};
 	char perr[256];
 	rc = sl_pipeline_create(rt, &po, &am->pipeline, perr, sizeof perr);
 	if (rc != SL_OK) {
 		snprintf(err, errlen, "model %s: pipeline %s: %s", mo->name, pl->name, perr);
+		pipe_res_free(pr);
 		sl_worker_destroy(am->worker);
 		am->worker = NULL;
 	}

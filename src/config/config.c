@@ -837,14 +837,164 @@ static void parse_server(cx *c, const sl__cpair *sec)
 
 /* ---- pipelines ----------------------------------------------------------- */
 
-static const char *const stage_keys[] = {"name",       "type",  "queue",    "concurrency",
-                                         "overflow",   "timeout_ms", "after", "delay_ms",
-                                         "aging_ms",   "displace"};
+static const char *const stage_keys[] = {
+	"name",     "type",     "queue",    "concurrency",    "overflow",    "timeout_ms",
+	"after",    "delay_ms", "aging_ms", "displace",       "retriever",   "template",
+	"system",   "examples", "max_prompt_tokens", "classes", "custom",    "block_terms",
+	"block_patterns"};
 enum { G_NAME, G_TYPE, G_QUEUE, G_CONC, G_OVERFLOW, G_TIMEOUT, G_AFTER, G_DELAY, G_AGING,
-       G_DISPLACE, G_N };
+       G_DISPLACE, G_RETRIEVER, G_TEMPLATE, G_SYSTEM, G_EXAMPLES, G_MAXPT, G_CLASSES,
+       G_CUSTOM, G_BTERMS, G_BPATS, G_N };
+/* the stage type each key belongs to: -1 any */
+static const int stage_key_type[G_N] = {-1, -1, -1, -1, -1, -1, -1, SL_CFG_STAGE_DELAY, -1, -1,
+                                        SL_CFG_STAGE_RAG, SL_CFG_STAGE_ASSEMBLE,
+                                        SL_CFG_STAGE_ASSEMBLE, SL_CFG_STAGE_ASSEMBLE,
+                                        SL_CFG_STAGE_ASSEMBLE, SL_CFG_STAGE_REDACT,
+                                        SL_CFG_STAGE_REDACT, SL_CFG_STAGE_REDACT,
+                                        SL_CFG_STAGE_REDACT};
+
+static const char *const retriever_keys[] = {"type", "corpus", "index", "k", "k1",
+                                             "b", "min_score", "stopwords", "required"};
+static const char *const retriever_types[] = {"bm25"};
+
+static int any_path(const char *s, size_t len)
+{
+	return len > 0 && len <= 4096 && !memchr(s, '\0', len);
+}
+
+static void parse_retriever(cx *c, sl_cfg_retriever *r, const sl__cnode *v)
+{
+	size_t o = push_key(c, "retriever");
+	r->k = 4;
+	r->k1 = 1.2;
+	r->b = 0.75;
+	r->stopwords = 1;
+	r->required = 1;
+	if (want_map(c, v, 0) == 1) {
+		r->set = 1;
+		const sl__cpair *g[9];
+		walk_keys(c, v, retriever_keys, 9, g);
+		if (!g[0]) {
+			missing(c, v, "type");
+		} else {
+			size_t o2 = push_key(c, "type");
+			int ty;
+			get_enum(c, g[0]->val, retriever_types, 1, &ty);
+			pop(c, o2);
+		}
+		if (!g[1])
+			missing(c, v, "corpus");
+		opt_str(c, g[1], 0, "a path", any_path, 4096, &r->corpus);
+		opt_str(c, g[2], 1, "a path", any_path, 4096, &r->index);
+		opt_u32(c, g[3], 1, 64, &r->k);
+		opt_double(c, g[4], 0, 10, &r->k1);
+		opt_double(c, g[5], 0, 1, &r->b);
+		opt_double(c, g[6], 0, 1e9, &r->min_score);
+		opt_bool(c, g[7], &r->stopwords);
+		opt_bool(c, g[8], &r->required);
+	}
+	pop(c, o);
+}
+
+/* A sequence of strings (1..max of them, each 1..maxlen bytes). */
+static void parse_strv(cx *c, const sl__cnode *v, const char *key, size_t max, size_t maxlen,
+                       char ***out, size_t *n)
+{
+	size_t o = push_key(c, key);
+	if (v->kind != SL__CN_SEQ) {
+		expected(c, v, NULL, "a sequence of strings");
+	} else if (v->len > max) {
+		err(c, v->line, v->col, "at most %zu entries, found %zu", max, v->len);
+	} else if (v->len && !(*out = calloc(v->len, sizeof **out))) {
+		c->rep.nomem = 1;
+	} else {
+		for (size_t j = 0; j < v->len; j++) {
+			size_t o3 = push_idx(c, j);
+			char *x;
+			if (get_string(c, v->u.items[j], 0, "a non-empty string", nonempty, maxlen, &x) == 0)
+				(*out)[(*n)++] = x;
+			pop(c, o3);
+		}
+	}
+	pop(c, o);
+}
+
+static void parse_classes(cx *c, sl_cfg_redact *r, const sl__cnode *v)
+{
+	size_t o = push_key(c, "classes");
+	const sl__cnode *one = v;
+	const sl__cnode *const *items = &one;
+	size_t n = 1;
+	if (v->kind == SL__CN_SEQ) {
+		items = (const sl__cnode *const *)v->u.items;
+		n = v->len;
+	}
+	if (v->kind == SL__CN_MAP) {
+		expected(c, v, NULL, "a sequence of PII classes, or all");
+		pop(c, o);
+		return;
+	}
+	unsigned mask = 0;
+	for (size_t j = 0; j < n; j++) {
+		size_t o3 = v->kind == SL__CN_SEQ ? push_idx(c, j) : c->path.len;
+		/* in the bit order of src/post/redact.h's SL_PII_* */
+		static const char *const names[] = {"email", "phone", "card", "iban", "ssn",
+		                                    "ipv4",  "ipv6",  "secret", "all"};
+		int k;
+		if (get_enum(c, items[j], names, 9, &k) == 0)
+			mask |= k == 8 ? 0xFFu : 1u << k;
+		pop(c, o3);
+	}
+	r->classes = mask;
+	pop(c, o);
+}
+
+static const char *const custom_keys[] = {"name", "pattern", "replacement", "max_len"};
+
+static void parse_custom(cx *c, sl_cfg_redact *r, const sl__cnode *v)
+{
+	size_t o = push_key(c, "custom");
+	if (v->kind != SL__CN_SEQ) {
+		expected(c, v, NULL, "a sequence of {name, pattern} mappings");
+	} else if (v->len > 64) {
+		err(c, v->line, v->col, "at most 64 custom patterns, found %zu", v->len);
+	} else if (v->len) {
+		size_t n = v->len;
+		r->custom_name = calloc(n, sizeof *r->custom_name);
+		r->custom_pattern = calloc(n, sizeof *r->custom_pattern);
+		r->custom_replacement = calloc(n, sizeof *r->custom_replacement);
+		r->custom_max_len = calloc(n, sizeof *r->custom_max_len);
+		if (!r->custom_name || !r->custom_pattern || !r->custom_replacement ||
+		    !r->custom_max_len) {
+			c->rep.nomem = 1;
+		} else {
+			for (size_t j = 0; j < n; j++) {
+				size_t o3 = push_idx(c, j);
+				const sl__cnode *m = v->u.items[j];
+				if (want_map(c, m, 0) == 1) {
+					const sl__cpair *g[4];
+					walk_keys(c, m, custom_keys, 4, g);
+					if (!g[0])
+						missing(c, m, "name");
+					if (!g[1])
+						missing(c, m, "pattern");
+					size_t k = r->n_custom++;
+					opt_str(c, g[0], 0, NAME_DESC, valid_name, NAME_MAX_LEN, &r->custom_name[k]);
+					opt_str(c, g[1], 0, "a regular expression", nonempty, 4096,
+					        &r->custom_pattern[k]);
+					opt_str(c, g[2], 1, "a replacement text", any_path, 256,
+					        &r->custom_replacement[k]);
+					opt_u32(c, g[3], 0, 4096, &r->custom_max_len[k]);
+				}
+				pop(c, o3);
+			}
+		}
+	}
+	pop(c, o);
+}
 
 static const char *const stage_types[] = {"rag", "assemble", "inference", "post", "stream",
-                                          "delay"};
+                                          "delay", "redact"};
 static const char *const overflows[] = {"block", "shed"};
 
 static const char *const pipeline_keys[] = {"max_input", "max_output", "trace", "stages"};
@@ -873,8 +1023,34 @@ typedef struct stmp {
 	int after_ok;                /* after: parsed (or absent) */
 } stmp;
 
+static void stage_extra_free(sl_cfg_stage *st)
+{
+	free(st->retriever.corpus);
+	free(st->retriever.index);
+	free(st->tmpl.user);
+	free(st->tmpl.system);
+	free(st->tmpl.examples);
+	sl_cfg_redact *r = &st->redact;
+	for (size_t i = 0; i < r->n_custom; i++) {
+		free(r->custom_name[i]);
+		free(r->custom_pattern[i]);
+		free(r->custom_replacement[i]);
+	}
+	free(r->custom_name);
+	free(r->custom_pattern);
+	free(r->custom_replacement);
+	free(r->custom_max_len);
+	for (size_t i = 0; i < r->n_block_terms; i++)
+		free(r->block_terms[i]);
+	free(r->block_terms);
+	for (size_t i = 0; i < r->n_block_patterns; i++)
+		free(r->block_patterns[i]);
+	free(r->block_patterns);
+}
+
 static void stmp_free(stmp *t)
 {
+	stage_extra_free(&t->st);
 	free(t->st.name);
 	for (size_t j = 0; j < t->st.n_after; j++)
 		free(t->st.after[j]);
@@ -953,7 +1129,7 @@ static void parse_stage(cx *c, stmp *t, const sl__cnode *n)
 	} else {
 		size_t o = push_key(c, "type");
 		int ty;
-		if (get_enum(c, g[G_TYPE]->val, stage_types, 6, &ty) == 0) {
+		if (get_enum(c, g[G_TYPE]->val, stage_types, 7, &ty) == 0) {
 			st->type = (sl_cfg_stage_type)ty;
 			t->type_ok = 1;
 		}
@@ -974,6 +1150,36 @@ static void parse_stage(cx *c, stmp *t, const sl__cnode *n)
 	opt_u32(c, g[G_TIMEOUT], 0, MAX_MS, &st->timeout_ms);
 	opt_u32(c, g[G_AGING], 0, MAX_MS, &st->aging_ms);
 	opt_bool(c, g[G_DISPLACE], &st->displace);
+	if (t->type_ok)
+		for (size_t i = G_RETRIEVER; i < G_N; i++)
+			if (g[i] && stage_key_type[i] >= 0 && stage_key_type[i] != (int)st->type) {
+				size_t o2 = push_key(c, stage_keys[i]);
+				err(c, g[i]->key->line, g[i]->key->col, "key \"%s\" is only valid for type %s",
+				    stage_keys[i], stage_types[stage_key_type[i]]);
+				pop(c, o2);
+				g[i] = NULL;
+			}
+	if (g[G_RETRIEVER])
+		parse_retriever(c, &st->retriever, g[G_RETRIEVER]->val);
+	opt_str(c, g[G_TEMPLATE], 0, "a template file path", any_path, 4096, &st->tmpl.user);
+	opt_str(c, g[G_SYSTEM], 1, "a template file path", any_path, 4096, &st->tmpl.system);
+	opt_str(c, g[G_EXAMPLES], 1, "a JSON file path", any_path, 4096, &st->tmpl.examples);
+	opt_u32(c, g[G_MAXPT], 0, 10000000, &st->tmpl.max_prompt_tokens);
+	if ((g[G_SYSTEM] || g[G_EXAMPLES] || g[G_MAXPT]) && !g[G_TEMPLATE])
+		missing(c, n, "template");
+	if (t->type_ok && st->type == SL_CFG_STAGE_REDACT) {
+		st->redact.classes = 0xFFu;
+		if (g[G_CLASSES])
+			parse_classes(c, &st->redact, g[G_CLASSES]->val);
+		if (g[G_CUSTOM])
+			parse_custom(c, &st->redact, g[G_CUSTOM]->val);
+		if (g[G_BTERMS])
+			parse_strv(c, g[G_BTERMS]->val, "block_terms", 1024, 256, &st->redact.block_terms,
+			           &st->redact.n_block_terms);
+		if (g[G_BPATS])
+			parse_strv(c, g[G_BPATS]->val, "block_patterns", 256, 4096,
+			           &st->redact.block_patterns, &st->redact.n_block_patterns);
+	}
 	if (g[G_DELAY]) {
 		if (t->type_ok && st->type != SL_CFG_STAGE_DELAY) {
 			size_t o = push_key(c, "delay_ms");
@@ -1984,6 +2190,7 @@ void sl_config_free(sl_config *c)
 		for (size_t s = 0; s < p->n_stages; s++) {
 			free(p->stages[s].name);
 			free_strv(p->stages[s].after, p->stages[s].n_after);
+			stage_extra_free(&p->stages[s]);
 		}
 		free(p->stages);
 	}

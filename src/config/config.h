@@ -58,8 +58,45 @@ typedef enum sl_cfg_stage_type {
 	SL_CFG_STAGE_INFERENCE,
 	SL_CFG_STAGE_POST,
 	SL_CFG_STAGE_STREAM,
-	SL_CFG_STAGE_DELAY /* test/benchmark stage: holds each request delay_ms */
+	SL_CFG_STAGE_DELAY, /* test/benchmark stage: holds each request delay_ms */
+	SL_CFG_STAGE_REDACT /* PII redaction and safety: the prompt (before the
+	                     * inference stage) or the output (after it) */
 } sl_cfg_stage_type;
+
+/* type rag: `retriever:` (absent: the stage passes requests through). */
+typedef struct sl_cfg_retriever {
+	int set;            /* the key was given */
+	char *corpus;       /* folder of .md/.txt or a .jsonl file (relative to the
+	                     * config file's folder) */
+	char *index;        /* saved index: loaded when it exists, else built from
+	                     * corpus and saved there; NULL = build in memory */
+	uint32_t k;         /* default 4, 1..64 */
+	double k1, b;       /* default 1.2, 0.75 */
+	double min_score;   /* default 0 */
+	int stopwords;      /* default 1 */
+	int required;       /* default 1: a missing corpus fails the start; 0 =
+	                     * warn and pass requests through */
+} sl_cfg_retriever;
+
+/* type assemble: templates (absent: the built-in "Context/Question" form). */
+typedef struct sl_cfg_template {
+	char *user;               /* template file for the user message */
+	char *system;             /* optional system template file */
+	char *examples;           /* optional JSON file: [{"user":…,"assistant":…}] */
+	uint32_t max_prompt_tokens; /* default 0 = no budget */
+} sl_cfg_template;
+
+/* type redact. */
+typedef struct sl_cfg_redact {
+	unsigned classes;         /* SL_PII_* mask; default all */
+	char **custom_name, **custom_pattern, **custom_replacement; /* n_custom each */
+	uint32_t *custom_max_len;
+	size_t n_custom;
+	char **block_terms;
+	size_t n_block_terms;
+	char **block_patterns;
+	size_t n_block_patterns;
+} sl_cfg_redact;
 
 typedef struct sl_cfg_stage {
 	char *name;
@@ -74,6 +111,9 @@ typedef struct sl_cfg_stage {
 	                        * priority level per aging_ms waited; 0 = off */
 	int displace;          /* default 1: under shed, a higher-priority
 	                        * arrival displaces the lowest, newest one */
+	sl_cfg_retriever retriever; /* type rag */
+	sl_cfg_template tmpl;       /* type assemble */
+	sl_cfg_redact redact;       /* type redact */
 	char **after;          /* names of predecessors */
 	size_t n_after;        /* 0 = a root */
 	int line, col;

@@ -113,7 +113,7 @@ typedef struct hreq {
 	sl_post ready_post;             /* runs on the session's shard */
 	sl_post retry_post;             /* back on the connection's shard */
 	sl_request sreq;
-	sl_kv meta[3];
+	sl_kv meta[6];
 	char session[160];
 	char *prompt;
 	char *messages_json;
@@ -454,6 +454,14 @@ static void error_of(const sl_result *r, int *status, const char **type,
 		*status = 502;
 		*type = "upstream_error";
 		*code = "upstream_error";
+		return;
+	}
+	if (r->status == SL_ETOOBIG && r->stage && r->outcome == SL_OUTCOME_FAILED &&
+	    r->t_first_token == 0) {
+		/* the assembled prompt cannot fit the token budget */
+		*status = 400;
+		*type = "invalid_request_error";
+		*code = "context_length_exceeded";
 		return;
 	}
 	if (r->status == SL_EUNAVAIL) {
@@ -917,6 +925,25 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 			h->meta[nm++].value = h->messages_json;
 		}
 	}
+	/* for retrieval and templates: the question, the user, the model */
+	if (kind == SL_OAI_CHAT) {
+		for (size_t k = oai->n_messages; k-- > 0;)
+			if (strcmp(oai->messages[k].role, "user") == 0 && oai->messages[k].content &&
+			    strlen(oai->messages[k].content) == oai->messages[k].content_len) {
+				h->meta[nm].key = "query";
+				h->meta[nm++].value = oai->messages[k].content;
+				break;
+			}
+	} else if (oai->prompt && strlen(oai->prompt) == oai->prompt_len) {
+		h->meta[nm].key = "query";
+		h->meta[nm++].value = oai->prompt;
+	}
+	if (oai->user) {
+		h->meta[nm].key = "user";
+		h->meta[nm++].value = oai->user;
+	}
+	h->meta[nm].key = "model";
+	h->meta[nm++].value = h->model;
 	sr->meta = nm ? h->meta : NULL;
 	sr->n_meta = nm;
 	sl_h1_set_close_cb(req, on_client_gone, h);

@@ -105,6 +105,9 @@ static inline uint64_t ps_now(sl__ps *ps)
 
 static void req_free(sl__req *req)
 {
+	for (unsigned s = 0; s < req->ps->p->n_stages; s++)
+		if (req->slots[s].data_free && req->slots[s].data)
+			req->slots[s].data_free(req->slots[s].data);
 	sl_dynbuf_free(&req->context);
 	sl_dynbuf_free(&req->out);
 	if (req->prompt != req->input)
@@ -284,7 +287,7 @@ static void finish(sl__ps *ps, sl__req *req, sl_outcome oc, int status, int stag
 	r.finish_reason = req->usage.finish_reason;
 	r.backend = req->backend;
 	if (oc == SL_OUTCOME_COMPLETED && !r.finish_reason)
-		r.finish_reason = req->out_cut ? "length" : "stop";
+		r.finish_reason = req->stop_reason ? req->stop_reason : req->out_cut ? "length" : "stop";
 	r.t_submit = req->t_submit;
 	r.t_first_token = req->t_first_token;
 	r.t_end = now;
@@ -522,7 +525,8 @@ static void run_job(sl__ps *ps, unsigned s, struct sl_job *job)
 	sl__stage *sd = &ps->p->stages[s];
 	job->in_run = 1;
 	job->inline_done = 0;
-	job->data = NULL;
+	if (!job->data_free) /* a token filter's state survives into its run() */
+		job->data = NULL;
 	req->hold++;
 	int rc = sd->ops->run(ps->st[s].ss, job);
 	req->hold--;
@@ -910,6 +914,11 @@ void **sl_job_stage_data(sl_job *job)
 	return &job->data;
 }
 
+void sl_job_set_data_free(sl_job *job, void (*fn)(void *))
+{
+	job->data_free = fn;
+}
+
 sl_worker *sl_job_worker(const sl_job *job)
 {
 	return job->req->ps->p->worker;
@@ -946,7 +955,15 @@ static void deliver(sl__req *req, unsigned from, const char *text, size_t len)
 
 void sl_job_emit(sl_job *job, const char *text, size_t len)
 {
-	deliver(job->req, job->req->emit_from, text, len);
+	sl__req *req = job->req;
+	/* outside a filter call (from run()): the stages after this one */
+	deliver(req, req->emit_from ? req->emit_from : (unsigned)job->stage + 1, text, len);
+}
+
+void sl_job_stop_output(sl_job *job, const char *finish_reason)
+{
+	job->req->out_cut = 1;
+	job->req->stop_reason = finish_reason;
 }
 
 /* ------------------------------------------------------------ infer API */
@@ -995,6 +1012,12 @@ const char *sl_infer_request_id(const sl_infer *call)
 const char *sl_infer_session(const sl_infer *call)
 {
 	return REQ_OF(call)->session;
+}
+
+int sl_infer_prompt_replaced(const sl_infer *call)
+{
+	const sl__req *req = REQ_OF(call);
+	return req->prompt != req->input;
 }
 
 void **sl_infer_worker_data(sl_infer *call)
@@ -1103,7 +1126,7 @@ void sl_infer_done(sl_infer *call, int status, const char *detail,
 	if (usage) {
 		req->usage = *usage;
 		if (req->out_cut && status == SL_OK)
-			req->usage.finish_reason = "length";
+			req->usage.finish_reason = req->stop_reason ? req->stop_reason : "length";
 	}
 	sl_job_done(&req->slots[req->ps->p->inference], status, detail);
 }
@@ -1402,6 +1425,8 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 	p->n_shards = sl_runtime_shards(rt);
 	p->name = strdup(o->name ? o->name : "default");
 	p->worker = o->worker;
+	p->on_destroy = o->on_destroy;
+	p->on_destroy_arg = o->on_destroy_arg;
 	p->max_input = o->max_input ? o->max_input : SL_DEFAULT_MAX_INPUT;
 	p->max_output = o->max_output ? o->max_output : SL_DEFAULT_MAX_OUTPUT;
 	p->trace = o->trace;
@@ -1784,5 +1809,9 @@ void sl_pipeline_destroy(sl_pipeline *p)
 		return;
 	if (!p->drained)
 		sl_pipeline_drain(p, SL_DEFAULT_DRAIN_MS);
+	void (*fn)(void *) = p->on_destroy;
+	void *arg = p->on_destroy_arg;
 	pipeline_free(p);
+	if (fn)
+		fn(arg);
 }

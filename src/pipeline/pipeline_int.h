@@ -61,6 +61,7 @@ struct sl_job {
 	sl__req *req;
 	struct sl_job *next;  /* the stage's done list */
 	void *data;           /* sl_job_stage_data() */
+	void (*data_free)(void *); /* sl_job_set_data_free(): runs at req_free */
 	uint64_t stage_deadline; /* absolute ns while running, 0 = none */
 	uint8_t stage;
 	uint8_t state;        /* slot_state */
@@ -102,6 +103,7 @@ struct sl__req {
 	sl_attr_fn on_attr;
 	void *user;
 	char *backend;   /* last "backend" attribute (owned) */
+	const char *stop_reason; /* sl_job_stop_output's finish_reason */
 	sl_dynbuf context;
 	sl_dynbuf out;   /* tokens as emitted by the worker, joined */
 	char *text;      /* final text when a stage replaced it (owned) */
@@ -191,6 +193,8 @@ struct sl_pipeline {
 	sl__stage stages[SL_MAX_STAGES];
 	const char *stage_names[SL_MAX_STAGES];
 	sl_worker *worker;
+	void (*on_destroy)(void *arg);
+	void *on_destroy_arg;
 	size_t max_input, max_output;
 	int trace;
 	int any_timeout;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pipeline/pipeline_int.h"
+#include "stages/real.h"
 
 /* ---- rag ---- */
 static int pass_run(void *ss, sl_job *job)
@@ -30,18 +31,47 @@ static int pass_run(void *ss, sl_job *job)
 const sl_stage_ops sl_stage_rag = {.kind = "rag", .run = pass_run};
 
 /* ---- assemble ---- */
+/* Retrieval records (see stages/real.h) as "[id] text" paragraphs. */
+static int docs_as_text(const char *ctx, size_t clen, sl_dynbuf *b)
+{
+	sl_tdoc docs[SL_RETRIEVE_MAX_K];
+	size_t n = sl_stage_docs_parse(ctx, clen, docs, SL_RETRIEVE_MAX_K);
+	int rc = SL_OK;
+	for (size_t i = 0; i < n && i < SL_RETRIEVE_MAX_K && rc == SL_OK; i++) {
+		const char *f = memchr(docs[i].id, '\x1f', (size_t)(docs[i].text - docs[i].id));
+		size_t idl = f ? (size_t)(f - docs[i].id) : 0;
+		rc = sl_dynbuf_printf(b, "%s[%.*s] ", i ? "\n\n" : "", (int)idl, docs[i].id);
+		if (rc == SL_OK)
+			rc = sl_dynbuf_add(b, docs[i].text, docs[i].text_len);
+	}
+	return rc;
+}
+
 static int assemble_run(void *ss, sl_job *job)
 {
 	size_t clen, ilen;
 	const char *ctx = sl_job_context(job, &clen);
 	if (clen == 0)
 		return SL_OK; /* the prompt is the input as it came */
+	sl_dynbuf recs;
+	sl_dynbuf_init(&recs, (size_t)-1 / 2);
+	if (ctx[0] == '\x1e') {
+		int rc = docs_as_text(ctx, clen, &recs);
+		if (rc != SL_OK) {
+			sl_dynbuf_free(&recs);
+			return rc;
+		}
+		ctx = sl_dynbuf_str(&recs);
+		clen = recs.len;
+	}
 	const char *in = sl_job_input(job, &ilen);
 	static const char head[] = "Context:\n", mid[] = "\n\nQuestion: ";
 	size_t len = sizeof head - 1 + clen + sizeof mid - 1 + ilen;
 	char *buf = malloc(len + 1);
-	if (!buf)
+	if (!buf) {
+		sl_dynbuf_free(&recs);
 		return SL_ENOMEM;
+	}
 	char *w = buf;
 	memcpy(w, head, sizeof head - 1);
 	w += sizeof head - 1;
@@ -54,6 +84,7 @@ static int assemble_run(void *ss, sl_job *job)
 	*w = '\0';
 	int rc = sl_job_set_prompt(job, buf, len);
 	free(buf);
+	sl_dynbuf_free(&recs);
 	return rc;
 }
 

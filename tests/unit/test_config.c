@@ -392,7 +392,8 @@ static void test_unknown_keys(void **state)
 	             "      - name: rag\n        type: inference\n        queu: 5\n" VALID_TAIL,
 	             "t.yaml:6:9: pipelines.p.stages[0].queu: unknown key \"queu\" (expected one of: "
 	             "name, type, queue, concurrency, overflow, timeout_ms, after, delay_ms, aging_ms, "
-	             "displace)");
+	             "displace, retriever, template, system, examples, max_prompt_tokens, classes, "
+	             "custom, block_terms, block_patterns)");
 	expect_diags(LINEAR5 VALID_TAIL "server: {prot: 1, admin: {token: x}}\n",
 	             "t.yaml:13:10: server.prot: unknown key \"prot\" (expected one of: host, port, "
 	             "shards, pin, max_body, max_headers, read_timeout_ms, request_timeout_ms, "
@@ -480,7 +481,7 @@ static void test_required_and_enums(void **state)
 	             "t.yaml:4:9: pipelines.p.stages[0]: missing required key \"type\"\n"
 	             "t.yaml:5:9: pipelines.p.stages[1]: missing required key \"name\"\n"
 	             "t.yaml:6:25: pipelines.p.stages[2].type: expected rag, assemble, inference, post, "
-	             "stream or delay, found \"retriever\"\n"
+	             "stream, delay or redact, found \"retriever\"\n"
 	             "t.yaml:6:46: pipelines.p.stages[2].overflow: expected block or shed, found "
 	             "\"drop\"\n"
 	             "t.yaml:7:9: pipelines.p.stages[3]: expected a mapping, found \"just-a-string\"");
@@ -1123,6 +1124,67 @@ static void test_resilience_bad(void **state)
 	                "models.m.max_attempts: expected an integer 1..16, found 0");
 }
 
+static void test_stage_kinds(void **state)
+{
+	(void)state;
+	sl_config *c = expect_ok(
+		"pipelines:\n  p:\n    stages:\n"
+		"      - {name: rag, type: rag, retriever: {type: bm25, corpus: docs, index: d.idx, k: 8,"
+		" k1: 0.9, b: 0.4, min_score: 0.5, stopwords: false, required: false}}\n"
+		"      - {name: asm, type: assemble, template: t.tmpl, system: s.tmpl, examples: e.json,"
+		" max_prompt_tokens: 500}\n"
+		"      - {name: red, type: redact, classes: [email, card], block_terms: [foo],"
+		" block_patterns: [\"b+ar\"], custom: [{name: tk, pattern: \"T-\\\\d+\", max_len: 16}]}\n"
+		"      - {name: inference, type: inference}\n"
+		"      - {name: out, type: redact}\n" VALID_TAIL);
+	const sl_cfg_stage *st = sl_config_pipeline(c, "p")->stages;
+	assert_int_equal(st[0].retriever.set, 1);
+	assert_string_equal(st[0].retriever.corpus, "docs");
+	assert_string_equal(st[0].retriever.index, "d.idx");
+	assert_int_equal(st[0].retriever.k, 8);
+	assert_int_equal(st[0].retriever.stopwords, 0);
+	assert_int_equal(st[0].retriever.required, 0);
+	assert_string_equal(st[1].tmpl.user, "t.tmpl");
+	assert_string_equal(st[1].tmpl.system, "s.tmpl");
+	assert_string_equal(st[1].tmpl.examples, "e.json");
+	assert_int_equal(st[1].tmpl.max_prompt_tokens, 500);
+	assert_int_equal(st[2].type, SL_CFG_STAGE_REDACT);
+	assert_int_equal(st[2].redact.classes, (1u << 0) | (1u << 2));
+	assert_int_equal(st[2].redact.n_block_terms, 1);
+	assert_string_equal(st[2].redact.block_patterns[0], "b+ar");
+	assert_int_equal(st[2].redact.n_custom, 1);
+	assert_string_equal(st[2].redact.custom_pattern[0], "T-\\d+");
+	assert_int_equal(st[2].redact.custom_max_len[0], 16);
+	assert_int_equal(st[4].redact.classes, 0xFF); /* default: all */
+	sl_config_free(c);
+	/* bad input */
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: rag, type: rag, retriever: {type: faiss, corpus: x}}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "retriever.type: expected bm25, found \"faiss\"");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: rag, type: rag, retriever: {type: bm25}}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "missing required key \"corpus\"");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: inference, type: inference, retriever: {type: bm25, corpus: x}}\n"
+	                VALID_TAIL,
+	                "key \"retriever\" is only valid for type rag");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: r, type: redact, classes: [email, passport]}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "expected email, phone, card, iban, ssn, ipv4, ipv6, secret or all, found "
+	                "\"passport\"");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: a, type: assemble, max_prompt_tokens: 10}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "missing required key \"template\"");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: r, type: redact, custom: [{pattern: x}]}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "missing required key \"name\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1132,6 +1194,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_resilience_keys),
 		cmocka_unit_test(test_resilience_bad),
+		cmocka_unit_test(test_stage_kinds),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_required_and_enums),
 		cmocka_unit_test(test_names),

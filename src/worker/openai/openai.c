@@ -854,7 +854,9 @@ static int build_body(const oai_state *st, sl_infer *call, sl_dynbuf *b)
 		rc = sl_dynbuf_addstr(b, st->model_json);
 	if (rc == SL_OK)
 		rc = sl_dynbuf_addstr(b, ",\"messages\":");
-	const char *mj = sl_infer_meta(call, "messages_json");
+	/* the client's messages, unless a stage rewrote the prompt (templates,
+	 * retrieval, redaction): then the prompt is the one user message */
+	const char *mj = sl_infer_prompt_replaced(call) ? NULL : sl_infer_meta(call, "messages_json");
 	if (rc == SL_OK && mj) {
 		const char *p = mj;
 		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')

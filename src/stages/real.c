@@ -1,0 +1,332 @@
+/* real.c - retrieval, template assembly and redaction stages; see real.h. */
+#include "stages/real.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/dynbuf.h"
+#include "core/log.h"
+#include "pipeline/pipeline_int.h"
+
+#define REC '\x1e'
+#define FLD '\x1f'
+
+static const char *query_of(sl_job *job, size_t *len)
+{
+	const char *q = sl_job_meta(job, "query");
+	if (q && *q) {
+		*len = strlen(q);
+		return q;
+	}
+	return sl_job_input(job, len);
+}
+
+/* ------------------------------------------------------------ retrieval */
+
+static int retrieve_init(const void *cfg, void **state)
+{
+	const sl_retrieve_cfg *c = cfg;
+	if (!c || !c->retriever || !c->retriever->ops || c->k == 0 || c->k > SL_RETRIEVE_MAX_K)
+		return SL_EINVAL;
+	*state = (void *)c;
+	return SL_OK;
+}
+
+static int retrieve_start(void *state, struct event_base *base, unsigned shard, void **ss)
+{
+	*ss = state;
+	return SL_OK;
+}
+
+static int retrieve_run(void *ss, sl_job *job)
+{
+	const sl_retrieve_cfg *c = ss;
+	size_t qlen;
+	const char *q = query_of(job, &qlen);
+	sl_hit hits[SL_RETRIEVE_MAX_K];
+	unsigned n = 0;
+	int rc = sl_retriever_search(c->retriever, q, qlen, c->k, hits, &n);
+	if (rc != SL_OK)
+		return rc;
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, (size_t)-1 / 2);
+	for (unsigned i = 0; i < n && rc == SL_OK; i++) {
+		if (c->min_score > 0 && hits[i].score < c->min_score)
+			continue;
+		char sc[32];
+		snprintf(sc, sizeof sc, "%.6g", hits[i].score);
+		const char *id = hits[i].doc_id ? hits[i].doc_id : "";
+		rc = sl_dynbuf_add(&b, "\x1e", 1);
+		if (rc == SL_OK)
+			rc = sl_dynbuf_addstr(&b, id);
+		if (rc == SL_OK)
+			rc = sl_dynbuf_add(&b, "\x1f", 1);
+		if (rc == SL_OK)
+			rc = sl_dynbuf_addstr(&b, sc);
+		if (rc == SL_OK)
+			rc = sl_dynbuf_add(&b, "\x1f", 1);
+		if (rc == SL_OK)
+			rc = sl_dynbuf_add(&b, hits[i].text, hits[i].text_len);
+	}
+	sl_retriever_release(c->retriever, hits, n);
+	if (rc == SL_OK && b.len)
+		rc = sl_job_add_context(job, sl_dynbuf_str(&b), b.len);
+	sl_dynbuf_free(&b);
+	return rc;
+}
+
+const sl_stage_ops sl_stage_retrieve = {
+	.kind = "retrieve", .init = retrieve_init, .start = retrieve_start, .run = retrieve_run};
+
+size_t sl_stage_docs_parse(const char *ctx, size_t len, sl_tdoc *docs, size_t cap)
+{
+	size_t n = 0;
+	const char *p = ctx, *end = ctx + len;
+	while (p < end) {
+		if (*p != REC) { /* not a record: a plain context from another stage */
+			const char *nx = memchr(p, REC, (size_t)(end - p));
+			p = nx ? nx : end;
+			continue;
+		}
+		p++;
+		const char *nx = memchr(p, REC, (size_t)(end - p));
+		const char *rend = nx ? nx : end;
+		const char *f1 = memchr(p, FLD, (size_t)(rend - p));
+		const char *f2 = f1 ? memchr(f1 + 1, FLD, (size_t)(rend - f1 - 1)) : NULL;
+		if (f1 && f2) {
+			if (n < cap) {
+				/* id and score are copied out by the caller's render; the id
+				 * is not NUL-terminated in ctx, so point at a copy made below */
+				docs[n].id = p;
+				docs[n].text = f2 + 1;
+				docs[n].text_len = (size_t)(rend - f2 - 1);
+				char sc[32];
+				size_t sl = (size_t)(f2 - f1 - 1) < sizeof sc - 1 ? (size_t)(f2 - f1 - 1)
+				                                                   : sizeof sc - 1;
+				memcpy(sc, f1 + 1, sl);
+				sc[sl] = '\0';
+				docs[n].score = strtod(sc, NULL);
+				/* id length is recoverable: up to the FLD */
+			}
+			n++;
+		}
+		p = rend;
+	}
+	return n;
+}
+
+/* The id of a parsed doc ends at the field separator. */
+static size_t doc_id_len(const sl_tdoc *d)
+{
+	const char *f = strchr(d->id, FLD);
+	return f ? (size_t)(f - d->id) : strlen(d->id);
+}
+
+/* ------------------------------------------------------------ assembly */
+
+static int asm_init(const void *cfg, void **state)
+{
+	const sl_assemble_stage_cfg *c = cfg;
+	if (!c || !c->assembly.user)
+		return SL_EINVAL;
+	*state = (void *)c;
+	return SL_OK;
+}
+
+static int asm_start(void *state, struct event_base *base, unsigned shard, void **ss)
+{
+	*ss = state;
+	return SL_OK;
+}
+
+#define ASM_MAX_DOCS SL_RETRIEVE_MAX_K
+
+static int asm_run(void *ss, sl_job *job)
+{
+	const sl_assemble_stage_cfg *c = ss;
+	sl__req *req = job->req;
+	size_t clen, qlen, ilen;
+	const char *ctx = sl_job_context(job, &clen);
+	const char *q = query_of(job, &qlen);
+	const char *in = sl_job_input(job, &ilen);
+	sl_tdoc docs[ASM_MAX_DOCS];
+	size_t nd = sl_stage_docs_parse(ctx, clen, docs, ASM_MAX_DOCS);
+	if (nd > ASM_MAX_DOCS)
+		nd = ASM_MAX_DOCS;
+	/* NUL-terminated ids for the renderer */
+	char ids[ASM_MAX_DOCS][128];
+	for (size_t i = 0; i < nd; i++) {
+		size_t l = doc_id_len(&docs[i]);
+		if (l >= sizeof ids[i])
+			l = sizeof ids[i] - 1;
+		memcpy(ids[i], docs[i].id, l);
+		ids[i][l] = '\0';
+		docs[i].id = ids[i];
+	}
+	/* variables: query, messages, user, model, and every metadata key */
+	size_t nv = 0;
+	sl_kv vars[4 + 32];
+	vars[nv++] = (sl_kv){.key = "query", .value = q};
+	/* the transcript, when there is more to it than the question */
+	if (!(ilen == qlen && memcmp(in, q, qlen) == 0))
+		vars[nv++] = (sl_kv){.key = "messages", .value = in};
+	const char *user = sl_job_meta(job, "user");
+	const char *model = sl_job_meta(job, "model");
+	if (user)
+		vars[nv++] = (sl_kv){.key = "user", .value = user};
+	if (model)
+		vars[nv++] = (sl_kv){.key = "model", .value = model};
+	char mkeys[32][80];
+	for (size_t i = 0; i < req->n_meta && i < 32; i++) {
+		snprintf(mkeys[i], sizeof mkeys[i], "metadata.%s", req->meta[i].key);
+		vars[nv++] = (sl_kv){.key = mkeys[i], .value = req->meta[i].value};
+	}
+	sl_tvars tv = {.vars = vars, .n_vars = nv, .docs = docs, .n_docs = nd};
+	sl_dynbuf out;
+	sl_dynbuf_init(&out, req->ps->p->max_input);
+	sl_assemble_info info;
+	char err[256];
+	err[0] = '\0';
+	int rc = sl_assemble_fit(&c->assembly, &tv, &c->opts, &out, &info, err, sizeof err);
+	if (rc == SL_OK)
+		rc = sl_job_set_prompt(job, sl_dynbuf_str(&out), out.len);
+	sl_dynbuf_free(&out);
+	if (rc != SL_OK && err[0]) {
+		/* the failure carries the reason (e.g. the token counts) */
+		sl_job_done(job, rc, err);
+		return SL_EPENDING;
+	}
+	return rc;
+}
+
+const sl_stage_ops sl_stage_assemble_template = {
+	.kind = "assemble_template", .init = asm_init, .start = asm_start, .run = asm_run};
+
+/* ------------------------------------------------------------ redaction */
+
+typedef struct red_job {
+	sl_redact_stream *s;
+	sl_dynbuf out;
+	int blocked;
+} red_job;
+
+static void red_job_free(void *p)
+{
+	red_job *rj = p;
+	sl_redact_stream_free(rj->s);
+	sl_dynbuf_free(&rj->out);
+	free(rj);
+}
+
+static int red_init(const void *cfg, void **state)
+{
+	const sl_redact_stage_cfg *c = cfg;
+	if (!c || !c->redactor)
+		return SL_EINVAL;
+	*state = (void *)c;
+	return SL_OK;
+}
+
+static int red_start(void *state, struct event_base *base, unsigned shard, void **ss)
+{
+	*ss = state;
+	return SL_OK;
+}
+
+static int before_inference(const sl_job *job)
+{
+	return job->stage < job->req->ps->p->inference;
+}
+
+static red_job *red_job_of(const sl_redact_stage_cfg *c, sl_job *job)
+{
+	void **d = sl_job_stage_data(job);
+	if (*d)
+		return *d;
+	red_job *rj = calloc(1, sizeof *rj);
+	if (!rj)
+		return NULL;
+	if (sl_redact_stream_new(c->redactor, &rj->s) != SL_OK) {
+		free(rj);
+		return NULL;
+	}
+	sl_dynbuf_init(&rj->out, (size_t)-1 / 2);
+	*d = rj;
+	sl_job_set_data_free(job, red_job_free);
+	return rj;
+}
+
+static void red_token(void *ss, sl_job *job, const char *text, size_t len)
+{
+	const sl_redact_stage_cfg *c = ss;
+	red_job *rj = red_job_of(c, job);
+	if (!rj) {
+		sl_job_stop_output(job, "length"); /* out of memory: stop, never leak */
+		return;
+	}
+	if (rj->blocked)
+		return;
+	sl_dynbuf_reset(&rj->out);
+	int rc = sl_redact_stream_push(rj->s, text, len, &rj->out);
+	if (rj->out.len)
+		sl_job_emit(job, sl_dynbuf_str(&rj->out), rj->out.len);
+	if (rc == SL_EFILTER) {
+		rj->blocked = 1;
+		sl_job_stop_output(job, "content_filter");
+	} else if (rc != SL_OK) {
+		rj->blocked = 1;
+		sl_job_stop_output(job, "length");
+	}
+}
+
+static int red_run(void *ss, sl_job *job)
+{
+	const sl_redact_stage_cfg *c = ss;
+	if (before_inference(job)) {
+		size_t plen;
+		const char *pr = sl_job_prompt(job, &plen);
+		sl_dynbuf out;
+		sl_dynbuf_init(&out, (size_t)-1 / 2);
+		int blocked = 0;
+		int rc = sl_redact_text(c->redactor, pr, plen, &out, &blocked, NULL);
+		if (rc == SL_OK && blocked) {
+			sl_dynbuf_free(&out);
+			sl_job_done(job, SL_EFILTER, "the prompt was blocked by the content filter");
+			return SL_EPENDING;
+		}
+		if (rc == SL_OK && (out.len != plen || memcmp(sl_dynbuf_str(&out), pr, plen) != 0))
+			rc = sl_job_set_prompt(job, sl_dynbuf_str(&out), out.len);
+		sl_dynbuf_free(&out);
+		return rc;
+	}
+	/* after inference: flush what the stream held back, then fix the final
+	 * text to the redacted whole (byte-identical to the streamed pieces) */
+	red_job *rj = *sl_job_stage_data(job);
+	if (rj && !rj->blocked) {
+		sl_dynbuf_reset(&rj->out);
+		int rc = sl_redact_stream_finish(rj->s, &rj->out);
+		if (rj->out.len)
+			sl_job_emit(job, sl_dynbuf_str(&rj->out), rj->out.len);
+		if (rc == SL_EFILTER)
+			sl_job_stop_output(job, "content_filter");
+	}
+	size_t tlen;
+	const char *t = sl_job_text(job, &tlen);
+	sl_dynbuf out;
+	sl_dynbuf_init(&out, (size_t)-1 / 2);
+	int blocked = 0;
+	int rc = sl_redact_text(c->redactor, t, tlen, &out, &blocked, NULL);
+	if (rc == SL_OK) {
+		if (blocked)
+			sl_job_stop_output(job, "content_filter");
+		rc = sl_job_set_text(job, sl_dynbuf_str(&out), out.len);
+	}
+	sl_dynbuf_free(&out);
+	return rc;
+}
+
+const sl_stage_ops sl_stage_redact = {.kind = "redact",
+                                      .init = red_init,
+                                      .start = red_start,
+                                      .run = red_run,
+                                      .on_token = red_token};
