@@ -55,7 +55,7 @@ static int assemble_run(void *ss, sl_job *job)
 		return SL_OK; /* the prompt is the input as it came */
 	sl_dynbuf recs;
 	sl_dynbuf_init(&recs, (size_t)-1 / 2);
-	if (ctx[0] == '\x1e') {
+	if (ctx[0] == '\x1d' || ctx[0] == '\x1e') {
 		int rc = docs_as_text(ctx, clen, &recs);
 		if (rc != SL_OK) {
 			sl_dynbuf_free(&recs);

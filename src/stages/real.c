@@ -10,6 +10,7 @@
 
 #define REC '\x1e'
 #define FLD '\x1f'
+#define GRP '\x1d'
 
 static const char *query_of(sl_job *job, size_t *len)
 {
@@ -50,6 +51,8 @@ static int retrieve_run(void *ss, sl_job *job)
 		return rc;
 	sl_dynbuf b;
 	sl_dynbuf_init(&b, (size_t)-1 / 2);
+	/* one block per retrieval stage: fan-out results are fused by rank */
+	rc = sl_dynbuf_add(&b, "\x1d", 1);
 	for (unsigned i = 0; i < n && rc == SL_OK; i++) {
 		if (c->min_score > 0 && hits[i].score < c->min_score)
 			continue;
@@ -69,7 +72,7 @@ static int retrieve_run(void *ss, sl_job *job)
 			rc = sl_dynbuf_add(&b, hits[i].text, hits[i].text_len);
 	}
 	sl_retriever_release(c->retriever, hits, n);
-	if (rc == SL_OK && b.len)
+	if (rc == SL_OK && b.len > 1)
 		rc = sl_job_add_context(job, sl_dynbuf_str(&b), b.len);
 	sl_dynbuf_free(&b);
 	return rc;
@@ -78,40 +81,110 @@ static int retrieve_run(void *ss, sl_job *job)
 const sl_stage_ops sl_stage_retrieve = {
 	.kind = "retrieve", .init = retrieve_init, .start = retrieve_start, .run = retrieve_run};
 
-size_t sl_stage_docs_parse(const char *ctx, size_t len, sl_tdoc *docs, size_t cap)
+/* One record as read, with its block (retrieval stage) and rank there. */
+typedef struct rec {
+	sl_tdoc d;
+	size_t id_len;
+	unsigned block, rank;
+	double fused;
+} rec;
+
+static size_t parse_records(const char *ctx, size_t len, rec *out, size_t cap, unsigned *blocks)
 {
 	size_t n = 0;
+	unsigned block = 0, rank = 0;
+	*blocks = 0;
 	const char *p = ctx, *end = ctx + len;
 	while (p < end) {
+		if (*p == GRP) { /* a retrieval stage's block begins */
+			block = (*blocks)++;
+			rank = 0;
+			p++;
+			continue;
+		}
 		if (*p != REC) { /* not a record: a plain context from another stage */
 			const char *nx = memchr(p, REC, (size_t)(end - p));
+			const char *ng = memchr(p, GRP, (size_t)(end - p));
+			if (ng && (!nx || ng < nx))
+				nx = ng;
 			p = nx ? nx : end;
 			continue;
 		}
 		p++;
-		const char *nx = memchr(p, REC, (size_t)(end - p));
-		const char *rend = nx ? nx : end;
+		const char *rend = p;
+		while (rend < end && *rend != REC && *rend != GRP)
+			rend++;
 		const char *f1 = memchr(p, FLD, (size_t)(rend - p));
 		const char *f2 = f1 ? memchr(f1 + 1, FLD, (size_t)(rend - f1 - 1)) : NULL;
 		if (f1 && f2) {
 			if (n < cap) {
-				/* id and score are copied out by the caller's render; the id
-				 * is not NUL-terminated in ctx, so point at a copy made below */
-				docs[n].id = p;
-				docs[n].text = f2 + 1;
-				docs[n].text_len = (size_t)(rend - f2 - 1);
+				rec *r = &out[n];
+				r->d.id = p;
+				r->id_len = (size_t)(f1 - p);
+				r->d.text = f2 + 1;
+				r->d.text_len = (size_t)(rend - f2 - 1);
 				char sc[32];
 				size_t sl = (size_t)(f2 - f1 - 1) < sizeof sc - 1 ? (size_t)(f2 - f1 - 1)
 				                                                   : sizeof sc - 1;
 				memcpy(sc, f1 + 1, sl);
 				sc[sl] = '\0';
-				docs[n].score = strtod(sc, NULL);
-				/* id length is recoverable: up to the FLD */
+				r->d.score = strtod(sc, NULL);
+				r->block = block;
+				r->rank = rank;
 			}
+			rank++;
 			n++;
 		}
 		p = rend;
 	}
+	return n < cap ? n : cap;
+}
+
+static int by_fused(const void *a, const void *b)
+{
+	const rec *x = a, *y = b;
+	double d = x->fused - y->fused;
+	if (d > 1e-12 || d < -1e-12) /* sums of the same terms in another order tie */
+		return d > 0 ? -1 : 1;
+	return x->rank != y->rank ? (x->rank < y->rank ? -1 : 1) : (x->block < y->block ? -1 : 1);
+}
+
+#define RRF_K 60.0 /* Cormack, Clarke & Buettcher 2009 */
+
+size_t sl_stage_docs_parse(const char *ctx, size_t len, sl_tdoc *docs, size_t cap)
+{
+	rec r[SL_MAX_STAGES * SL_RETRIEVE_MAX_K];
+	unsigned blocks;
+	size_t n = parse_records(ctx, len, r, sizeof r / sizeof r[0], &blocks);
+	if (blocks > 1) {
+		/* several retrievers (a fan-out): reciprocal rank fusion, one entry
+		 * per document id, its score the fused score */
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t j;
+			for (j = 0; j < m; j++)
+				if (r[j].id_len == r[i].id_len && memcmp(r[j].d.id, r[i].d.id, r[i].id_len) == 0)
+					break;
+			double add = 1.0 / (RRF_K + 1.0 + r[i].rank);
+			if (j < m) {
+				r[j].fused += add;
+				if (r[i].rank < r[j].rank) { /* ties go by the best rank's retriever */
+					r[j].rank = r[i].rank;
+					r[j].block = r[i].block;
+				}
+			} else {
+				r[m] = r[i];
+				r[m].fused = add;
+				m++;
+			}
+		}
+		n = m;
+		qsort(r, n, sizeof r[0], by_fused);
+		for (size_t i = 0; i < n; i++)
+			r[i].d.score = r[i].fused;
+	}
+	for (size_t i = 0; i < n && i < cap; i++)
+		docs[i] = r[i].d;
 	return n;
 }
 

@@ -5,10 +5,13 @@
  * Each kind takes a cfg (sl_stage_def.cfg) that the caller owns and keeps
  * alive while the pipeline lives (the config builder does).
  *
- * Hand-off between retrieval and assembly: the retrieval stage appends each
- * hit to the request's context (sl_job_add_context) as one record
+ * Hand-off between retrieval and assembly: each retrieval stage appends to
+ * the request's context (sl_job_add_context) one block: 0x1D, then each hit
+ * as a record
  *     0x1E id 0x1F score 0x1F text
- * (sl_stage_docs_parse() reads them back).  The built-in assemble stage
+ * sl_stage_docs_parse() reads them back; with several blocks (retrievers in
+ * parallel: a fan-out in the pipeline DAG) it merges them by reciprocal
+ * rank fusion (k = 60), one entry per document id, best first.  The built-in assemble stage
  * renders such records as "[id] text" paragraphs; the template stage gives
  * them to the template as {{#docs}}.
  */
@@ -58,7 +61,8 @@ typedef struct sl_redact_stage_cfg {
 extern const sl_stage_ops sl_stage_redact;
 
 /* Reads the retrieval records of a context: fills up to cap docs (pointers
- * into ctx) and returns how many records there are. */
+ * into ctx; an id runs up to the 0x1F after it) and returns how many there
+ * are (after fusion). */
 size_t sl_stage_docs_parse(const char *ctx, size_t len, sl_tdoc *docs, size_t cap);
 
 #endif

@@ -98,6 +98,12 @@ pipelines:
       - {name: redact, type: redact, classes: all, block_patterns: ["launch\\\\s+codes?"]}
       - {name: post, type: post}
       - {name: stream, type: stream}
+  fan:
+    stages:
+      - {name: r1, type: rag, after: [], retriever: {type: bm25, corpus: $ROOT/docs, k: 3}}
+      - {name: r2, type: rag, after: [], retriever: {type: bm25, corpus: $ROOT/README.md, k: 3}}
+      - {name: assemble, type: assemble, after: [r1, r2]}
+      - {name: inference, type: inference}
   small:
     stages:
       - name: rag
@@ -110,6 +116,7 @@ backends:
 models:
   out: {pipeline: p, backends: [echo]}
   small: {pipeline: small, backends: [echo]}
+  fan: {pipeline: fan, backends: [echo]}
 EOF
 check "output-only config starts" start "$T/out.yaml"
 chat out "pay with 4111 1111 1111 1111 or DE89 3704 0044 0532 0130 00 today" stream >"$T/b1"
@@ -121,6 +128,8 @@ chat out "pay with 4111 1111 1111 1111 or DE89 3704 0044 0532 0130 00 today" >"$
 check "stream and final text agree" bash -c "[ \"\$(tail -n +2 '$T/b1')\" = \"\$(tail -n +2 '$T/b2')\" ]"
 chat out "the launch   codes are 1234" stream >"$T/b3"
 check "block pattern ends the stream" grep -q "FINISH content_filter" "$T/b3"
+chat fan "how does the dead-letter log survive kill -9" >"$T/b5"
+check "fan-out: sources of both retrievers, fused" bash -c "grep -q '\[README.md#' '$T/b5' && grep -qE '\[(internals/)?[a-z-]+\.md#' '$T/b5'"
 chat small "How do I reload the configuration and what does the dead-letter queue keep?" >"$T/b4"
 check "prompt over the budget: 400 context_length_exceeded" grep -q "STATUS 400.*context_length_exceeded" "$T/b4"
 stop
