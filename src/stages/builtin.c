@@ -1,10 +1,11 @@
 /* builtin.c - the built-in stage kinds of the default pipeline.
  *
  * rag        retrieval: with no retriever configured the stage passes the
- *            request through with no context (retrievers plug in as stage
- *            kinds of their own: see docs/internals/stages.md).
+ *            request through with no context (a configured retriever runs
+ *            as the sl_stage_retrieve kind: stages/real.h).
  * assemble   builds the prompt: the input alone, or, when retrieval added
- *            context, "Context:\n<context>\n\nQuestion: <input>".
+ *            context, "Context:\n<context>\n\nQuestion: <input>", retrieved
+ *            sources as "[id] text" paragraphs (templates: stages/real.h).
  * inference  calls the pipeline's worker; tokens stream through the token
  *            filters of the later stages to the request's on_token.
  * post       joins the streamed tokens into the final text (the worker's
