@@ -97,6 +97,7 @@ static int build_retriever(const sl_config *cfg, const sl_cfg_stage *cs, stage_r
 		o.k1 = rc->k1;
 		o.b = rc->b;
 		o.stopwords = rc->stopwords;
+		o.progress = sl_bm25_progress_stderr; /* a line now and then on a large corpus */
 		rcode = sl_bm25_build(corpus, &o, &idx, &rep);
 		if (rcode != SL_OK) {
 			snprintf(err, errlen, "stage %s: retriever corpus %s: %s", cs->name, corpus,
