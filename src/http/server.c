@@ -61,7 +61,7 @@ struct sl_server {
 	sl_admin_fn admin_fn;
 	void *admin_arg;
 	char *admin_token;
-	uint16_t port;
+	_Atomic uint16_t port;     /* set once bound; read by shard threads */
 	_Atomic int accepting;
 	srv_shard **sh;
 	unsigned n;
@@ -1308,7 +1308,7 @@ static void handle_admin_dlq(srv_shard *ss, sl_h1_req *req, const char *rest, in
 		else if (!strcmp(h, "::"))
 			h = "::1";
 		snprintf(j->url, sizeof j->url, v6 || !strcmp(h, "::1") ? "http://[%s]:%u" : "http://%s:%u",
-		         h, (unsigned)s->port);
+		         h, (unsigned)atomic_load(&s->port));
 		snprintf(j->secret, sizeof j->secret, "%s", s->replay_secret);
 	}
 	sl_admin_req *ar = calloc(1, sizeof *ar);
@@ -1633,14 +1633,14 @@ int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out
 			return c.rc;
 		}
 	}
-	s->port = port;
+	atomic_store(&s->port, port);
 	*out = s;
 	return SL_OK;
 }
 
 uint16_t sl_server_port(const sl_server *s)
 {
-	return s ? s->port : 0;
+	return s ? atomic_load(&s->port) : 0;
 }
 
 void sl_server_stop_accepting(sl_server *s)
