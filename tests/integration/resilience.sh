@@ -222,5 +222,9 @@ check "replay recorded" grep -q "replayed:completed" <("$BIN" dlq list --dir "$D
 check "replay through the CLI" "$BIN" dlq replay "$ID" --url "$URL" >/dev/null
 check "unknown id is 404" [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/admin/dlq/dlq-nope/replay")" = 404 ]
 
+if [ "$fail" -ne 0 ]; then
+	echo "--- server stderr (last 60 lines):"
+	tail -n 60 "$T/s.err"
+fi
 echo "resilience: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
