@@ -122,7 +122,6 @@ typedef struct hreq {
 	char *body;                     /* the request body as received */
 	size_t body_len;
 	const char *endpoint;
-	int priority;
 	char replay_of[32];             /* a replay of this DLQ record */
 	uint64_t t_submit_ms;           /* wall clock */
 } hreq;
@@ -545,9 +544,11 @@ static void on_done(void *user, const sl_result *r)
 		char up[8];
 		if (r->outcome != SL_OUTCOME_COMPLETED)
 			error_of(r, &st, &ty, &co, up, sizeof up);
-		dlq_write(h, sl_outcome_name(r->outcome), st, r->stage, r->reason ? r->reason
-		                                                                   : (r->outcome == SL_OUTCOME_COMPLETED ? NULL : sl_strerror(r->status)),
-		          sl_status_name(r->status), r->backend);
+		const char *reason = r->reason                            ? r->reason
+		                     : r->outcome == SL_OUTCOME_COMPLETED ? NULL
+		                                                          : sl_strerror(r->status);
+		dlq_write(h, sl_outcome_name(r->outcome), st, r->stage, reason, sl_status_name(r->status),
+		          r->backend);
 	}
 	sl_oai_meta m = meta_of(h);
 	sl_oai_usage u = {.prompt_tokens = r->prompt_tokens,
@@ -853,7 +854,6 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 	snprintf(h->resp_id, sizeof h->resp_id, "%s-%s",
 	         kind == SL_OAI_CHAT ? "chatcmpl" : "cmpl", rid);
 	h->endpoint = kind == SL_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions";
-	h->priority = prio;
 	if (s->dlq) {
 		h->t_submit_ms = wall_ms();
 		h->body = malloc(blen ? blen : 1);
