@@ -6,8 +6,9 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(build-essential cmake pkg-config libevent-dev libxxhash-dev
-            libjansson-dev libcurl4-openssl-dev libcmocka-dev libyaml-dev libpcre2-dev)
-test_pkgs=(clang libclang-rt-14-dev curl nodejs npm wrk python3)
+            libjansson-dev libcurl4-openssl-dev libcmocka-dev libyaml-dev libpcre2-dev
+            libpq-dev)
+test_pkgs=(clang libclang-rt-14-dev curl nodejs npm wrk python3 postgresql)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include "core/log.h"
 #include "rag/bm25.h"
+#include "rag/remote.h"
 #include "stages/real.h"
 
 _Static_assert(SL_PII_EMAIL == 1u << 0 && SL_PII_SECRET == 1u << 7,
@@ -65,10 +66,44 @@ static void resolve(const sl_config *cfg, const char *path, char *out, size_t ca
 	snprintf(out, cap, "%s/%s", dirname(dir), path);
 }
 
+static int build_remote(const sl_cfg_stage *cs, stage_res *r, char *err, size_t errlen)
+{
+	const sl_cfg_retriever *rc = &cs->retriever;
+	char e[300];
+	int code;
+	if (rc->type == SL_CFG_RETRIEVER_PG) {
+		sl_pg_opts o = {.conninfo = rc->conninfo,
+		                .table = rc->table,
+		                .id_column = rc->id_column,
+		                .text_column = rc->text_column,
+		                .tsv_column = rc->tsv_column,
+		                .language = rc->language,
+		                .pool = rc->threads,
+		                .timeout_ms = rc->timeout_ms};
+		code = sl_pg_retriever(&o, &r->retriever, e, sizeof e);
+	} else {
+		sl_http_retriever_opts o = {.url = rc->url, .timeout_ms = rc->timeout_ms};
+		code = sl_http_retriever(&o, &r->retriever, e, sizeof e);
+	}
+	if (code != SL_OK) {
+		snprintf(err, errlen, "stage %s: %s", cs->name, e);
+		return code;
+	}
+	r->has_retriever = 1;
+	r->rcfg = (sl_retrieve_cfg){.retriever = &r->retriever,
+	                            .k = rc->k,
+	                            .min_score = rc->min_score,
+	                            .threads = rc->threads,
+	                            .skip_on_error = rc->skip_on_error};
+	return SL_OK;
+}
+
 static int build_retriever(const sl_config *cfg, const sl_cfg_stage *cs, stage_res *r,
                            char *err, size_t errlen)
 {
 	const sl_cfg_retriever *rc = &cs->retriever;
+	if (rc->type != SL_CFG_RETRIEVER_BM25)
+		return build_remote(cs, r, err, errlen);
 	char corpus[4096], index[4096];
 	resolve(cfg, rc->corpus, corpus, sizeof corpus);
 	if (rc->index)

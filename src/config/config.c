@@ -853,9 +853,29 @@ static const int stage_key_type[G_N] = {-1, -1, -1, -1, -1, -1, -1, SL_CFG_STAGE
                                         SL_CFG_STAGE_REDACT, SL_CFG_STAGE_REDACT,
                                         SL_CFG_STAGE_REDACT};
 
-static const char *const retriever_keys[] = {"type", "corpus", "index", "k", "k1",
-                                             "b", "min_score", "stopwords", "required"};
-static const char *const retriever_types[] = {"bm25"};
+static const char *const retriever_keys[] = {
+	"type",     "corpus",    "index",       "k",           "k1",         "b",
+	"min_score", "stopwords", "required",   "conninfo",    "table",      "id_column",
+	"text_column", "tsv_column", "language", "url",        "threads",    "timeout_ms",
+	"on_error"};
+enum { RK_TYPE, RK_CORPUS, RK_INDEX, RK_K, RK_K1, RK_B, RK_MIN, RK_STOP, RK_REQ, RK_CONN,
+       RK_TABLE, RK_IDC, RK_TXC, RK_TSV, RK_LANG, RK_URL, RK_THREADS, RK_TIMEOUT, RK_ONERR,
+       RK_N };
+/* the retriever type each key belongs to: -1 any */
+static const int retriever_key_type[RK_N] = {-1, 0, 0, -1, 0, 0, -1, 0, 0, 1,
+                                             1,  1, 1, 1,  1, 2, -1, -1, -1};
+static const char *const retriever_types[] = {"bm25", "pg", "http"};
+
+static int sql_ident(const char *s, size_t len)
+{
+	if (len == 0 || len > 200)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.'))
+			return 0;
+	return 1;
+}
 
 static int any_path(const char *s, size_t len)
 {
@@ -870,20 +890,58 @@ static void parse_retriever(cx *c, sl_cfg_retriever *r, const sl__cnode *v)
 	r->b = 0.75;
 	r->stopwords = 1;
 	r->required = 1;
+	r->threads = 4;
+	r->timeout_ms = 2000;
 	if (want_map(c, v, 0) == 1) {
 		r->set = 1;
-		const sl__cpair *g[9];
-		walk_keys(c, v, retriever_keys, 9, g);
+		const sl__cpair *g[RK_N];
+		walk_keys(c, v, retriever_keys, RK_N, g);
+		int ty = -1;
 		if (!g[0]) {
 			missing(c, v, "type");
 		} else {
 			size_t o2 = push_key(c, "type");
-			int ty;
-			get_enum(c, g[0]->val, retriever_types, 1, &ty);
+			if (get_enum(c, g[0]->val, retriever_types, 3, &ty) == 0)
+				r->type = (sl_cfg_retriever_type)ty;
 			pop(c, o2);
 		}
-		if (!g[1])
+		if (ty >= 0)
+			for (size_t i = 0; i < RK_N; i++)
+				if (g[i] && retriever_key_type[i] >= 0 && retriever_key_type[i] != ty) {
+					size_t o2 = push_key(c, retriever_keys[i]);
+					err(c, g[i]->key->line, g[i]->key->col,
+					    "key \"%s\" is only valid for retriever type %s", retriever_keys[i],
+					    retriever_types[retriever_key_type[i]]);
+					pop(c, o2);
+					g[i] = NULL;
+				}
+		if (ty == SL_CFG_RETRIEVER_BM25 && !g[RK_CORPUS])
 			missing(c, v, "corpus");
+		if (ty == SL_CFG_RETRIEVER_PG && !g[RK_CONN])
+			missing(c, v, "conninfo");
+		if (ty == SL_CFG_RETRIEVER_PG && !g[RK_TABLE])
+			missing(c, v, "table");
+		if (ty == SL_CFG_RETRIEVER_HTTP && !g[RK_URL])
+			missing(c, v, "url");
+		opt_str(c, g[RK_CONN], 0, "a libpq connection string", nonempty, 4096, &r->conninfo);
+		opt_str(c, g[RK_TABLE], 0, "an SQL name ([A-Za-z0-9_.])", sql_ident, 200, &r->table);
+		opt_str(c, g[RK_IDC], 0, "an SQL name ([A-Za-z0-9_.])", sql_ident, 200, &r->id_column);
+		opt_str(c, g[RK_TXC], 0, "an SQL name ([A-Za-z0-9_.])", sql_ident, 200,
+		        &r->text_column);
+		opt_str(c, g[RK_TSV], 1, "an SQL name ([A-Za-z0-9_.])", sql_ident, 200, &r->tsv_column);
+		opt_str(c, g[RK_LANG], 0, "a text search configuration name", sql_ident, 200,
+		        &r->language);
+		opt_str(c, g[RK_URL], 0, "an http:// or https:// URL", valid_url, MAX_STRING, &r->url);
+		opt_u32(c, g[RK_THREADS], 1, 256, &r->threads);
+		opt_u32(c, g[RK_TIMEOUT], 1, MAX_MS, &r->timeout_ms);
+		if (g[RK_ONERR]) {
+			static const char *const onerr[] = {"fail", "skip"};
+			size_t o2 = push_key(c, "on_error");
+			int e;
+			if (get_enum(c, g[RK_ONERR]->val, onerr, 2, &e) == 0)
+				r->skip_on_error = e;
+			pop(c, o2);
+		}
 		opt_str(c, g[1], 0, "a path", any_path, 4096, &r->corpus);
 		opt_str(c, g[2], 1, "a path", any_path, 4096, &r->index);
 		opt_u32(c, g[3], 1, 64, &r->k);
@@ -1025,6 +1083,13 @@ typedef struct stmp {
 
 static void stage_extra_free(sl_cfg_stage *st)
 {
+	free(st->retriever.conninfo);
+	free(st->retriever.table);
+	free(st->retriever.id_column);
+	free(st->retriever.text_column);
+	free(st->retriever.tsv_column);
+	free(st->retriever.language);
+	free(st->retriever.url);
 	free(st->retriever.corpus);
 	free(st->retriever.index);
 	free(st->tmpl.user);

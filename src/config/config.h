@@ -64,8 +64,25 @@ typedef enum sl_cfg_stage_type {
 } sl_cfg_stage_type;
 
 /* type rag: `retriever:` (absent: the stage passes requests through). */
+typedef enum sl_cfg_retriever_type {
+	SL_CFG_RETRIEVER_BM25 = 0,
+	SL_CFG_RETRIEVER_PG = 1,
+	SL_CFG_RETRIEVER_HTTP = 2
+} sl_cfg_retriever_type;
+
 typedef struct sl_cfg_retriever {
 	int set;            /* the key was given */
+	sl_cfg_retriever_type type;
+	/* pg */
+	char *conninfo;     /* libpq connection string */
+	char *table, *id_column, *text_column, *tsv_column, *language;
+	/* http */
+	char *url;          /* POST {"query","k"} -> [{"id","text","score"}] */
+	/* pg and http: searched on a pool of `threads` threads */
+	uint32_t threads;   /* default 4 */
+	uint32_t timeout_ms; /* default 2000 */
+	int skip_on_error;  /* on_error: fail (0, default) | skip (1) */
+	/* bm25 */
 	char *corpus;       /* folder of .md/.txt or a .jsonl file (relative to the
 	                     * config file's folder) */
 	char *index;        /* saved index: loaded when it exists, else built from

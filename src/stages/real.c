@@ -7,6 +7,8 @@
 #include "core/dynbuf.h"
 #include "core/log.h"
 #include "pipeline/pipeline_int.h"
+#include "rag/remote.h"
+#include "shard/pool.h"
 
 #define REC '\x1e'
 #define FLD '\x1f'
@@ -24,13 +26,38 @@ static const char *query_of(sl_job *job, size_t *len)
 
 /* ------------------------------------------------------------ retrieval */
 
+typedef struct retr_state {
+	const sl_retrieve_cfg *c;
+	sl_pool *pool; /* threads > 0 */
+} retr_state;
+
 static int retrieve_init(const void *cfg, void **state)
 {
 	const sl_retrieve_cfg *c = cfg;
 	if (!c || !c->retriever || !c->retriever->ops || c->k == 0 || c->k > SL_RETRIEVE_MAX_K)
 		return SL_EINVAL;
-	*state = (void *)c;
+	retr_state *s = calloc(1, sizeof *s);
+	if (!s)
+		return SL_ENOMEM;
+	s->c = c;
+	if (c->threads) {
+		int rc = sl_pool_create(c->threads, c->threads * 64, &s->pool);
+		if (rc != SL_OK) {
+			free(s);
+			return rc;
+		}
+	}
+	*state = s;
 	return SL_OK;
+}
+
+static void retrieve_fini(void *state)
+{
+	retr_state *s = state;
+	if (!s)
+		return;
+	sl_pool_destroy(s->pool); /* runs what is queued; results find no shard */
+	free(s);
 }
 
 static int retrieve_start(void *state, struct event_base *base, unsigned shard, void **ss)
@@ -39,38 +66,135 @@ static int retrieve_start(void *state, struct event_base *base, unsigned shard, 
 	return SL_OK;
 }
 
-static int retrieve_run(void *ss, sl_job *job)
+/* Hits -> one block of records. */
+static int hits_to_block(const sl_retrieve_cfg *c, const sl_hit *hits, unsigned n, sl_dynbuf *b)
 {
-	const sl_retrieve_cfg *c = ss;
-	size_t qlen;
-	const char *q = query_of(job, &qlen);
-	sl_hit hits[SL_RETRIEVE_MAX_K];
-	unsigned n = 0;
-	int rc = sl_retriever_search(c->retriever, q, qlen, c->k, hits, &n);
-	if (rc != SL_OK)
-		return rc;
-	sl_dynbuf b;
-	sl_dynbuf_init(&b, (size_t)-1 / 2);
 	/* one block per retrieval stage: fan-out results are fused by rank */
-	rc = sl_dynbuf_add(&b, "\x1d", 1);
+	int rc = sl_dynbuf_add(b, "\x1d", 1);
 	for (unsigned i = 0; i < n && rc == SL_OK; i++) {
 		if (c->min_score > 0 && hits[i].score < c->min_score)
 			continue;
 		char sc[32];
 		snprintf(sc, sizeof sc, "%.6g", hits[i].score);
 		const char *id = hits[i].doc_id ? hits[i].doc_id : "";
-		rc = sl_dynbuf_add(&b, "\x1e", 1);
+		rc = sl_dynbuf_add(b, "\x1e", 1);
 		if (rc == SL_OK)
-			rc = sl_dynbuf_addstr(&b, id);
+			rc = sl_dynbuf_addstr(b, id);
 		if (rc == SL_OK)
-			rc = sl_dynbuf_add(&b, "\x1f", 1);
+			rc = sl_dynbuf_add(b, "\x1f", 1);
 		if (rc == SL_OK)
-			rc = sl_dynbuf_addstr(&b, sc);
+			rc = sl_dynbuf_addstr(b, sc);
 		if (rc == SL_OK)
-			rc = sl_dynbuf_add(&b, "\x1f", 1);
+			rc = sl_dynbuf_add(b, "\x1f", 1);
 		if (rc == SL_OK)
-			rc = sl_dynbuf_add(&b, hits[i].text, hits[i].text_len);
+			rc = sl_dynbuf_add(b, hits[i].text, hits[i].text_len);
 	}
+	return rc;
+}
+
+/* A search on the pool. */
+typedef struct rjob {
+	sl_pool_job pj;
+	sl_post post;
+	const sl_retrieve_cfg *c;
+	sl_runtime *rt;
+	unsigned shard;
+	sl_job *job;      /* NULL once the request left the stage (shard thread) */
+	char *query;
+	size_t qlen;
+	sl_dynbuf block;  /* the result */
+	int rc;
+	char err[256];
+} rjob;
+
+static void rjob_free(rjob *j)
+{
+	free(j->query);
+	sl_dynbuf_free(&j->block);
+	free(j);
+}
+
+/* Shard thread: the result is back. */
+static void rjob_done(void *arg)
+{
+	rjob *j = arg;
+	sl_job *job = j->job;
+	if (!job) {
+		rjob_free(j); /* cancelled meanwhile */
+		return;
+	}
+	*sl_job_stage_data(job) = NULL;
+	int rc = j->rc;
+	if (rc == SL_OK && j->block.len > 1)
+		rc = sl_job_add_context(job, sl_dynbuf_str(&j->block), j->block.len);
+	if (rc != SL_OK && j->c->skip_on_error) {
+		SL_LOG(SL_LOG_WARN, "event=retrieval_skipped req=%s reason=%s",
+		       job->req->request_id, j->err[0] ? j->err : sl_strerror(rc));
+		rc = SL_OK;
+	}
+	char err[300];
+	snprintf(err, sizeof err, "retrieval failed: %s", j->err[0] ? j->err : sl_strerror(rc));
+	rjob_free(j);
+	sl_job_done(job, rc, rc == SL_OK ? NULL : err);
+}
+
+/* Pool thread. */
+static void rjob_run(sl_pool_job *pj)
+{
+	rjob *j = (rjob *)pj;
+	sl_hit hits[SL_RETRIEVE_MAX_K];
+	unsigned n = 0;
+	j->rc = sl_retriever_search(j->c->retriever, j->query, j->qlen, j->c->k, hits, &n);
+	if (j->rc == SL_OK) {
+		j->rc = hits_to_block(j->c, hits, n, &j->block);
+		sl_retriever_release(j->c->retriever, hits, n);
+	} else {
+		snprintf(j->err, sizeof j->err, "%s", sl_remote_last_error());
+	}
+	j->post.fn = rjob_done;
+	j->post.arg = j;
+	if (sl_runtime_post(j->rt, j->shard, &j->post) != SL_OK)
+		rjob_free(j); /* runtime stopping: nobody is waiting */
+}
+
+static int retrieve_run(void *ss, sl_job *job)
+{
+	const retr_state *st = ss;
+	const sl_retrieve_cfg *c = st->c;
+	size_t qlen;
+	const char *q = query_of(job, &qlen);
+	if (st->pool) {
+		rjob *j = calloc(1, sizeof *j);
+		if (!j || !(j->query = malloc(qlen + 1))) {
+			free(j);
+			return SL_ENOMEM;
+		}
+		memcpy(j->query, q, qlen);
+		j->query[qlen] = '\0';
+		j->qlen = qlen;
+		j->c = c;
+		j->job = job;
+		j->rt = sl__req_runtime(job->req);
+		j->shard = sl__req_shard(job->req);
+		sl_dynbuf_init(&j->block, (size_t)-1 / 2);
+		j->pj.run = rjob_run;
+		*sl_job_stage_data(job) = j;
+		int rc = sl_pool_submit(st->pool, &j->pj);
+		if (rc != SL_OK) {
+			*sl_job_stage_data(job) = NULL;
+			rjob_free(j);
+			return rc == SL_EAGAIN ? SL_ESHED : rc; /* the pool's queue is full */
+		}
+		return SL_EPENDING;
+	}
+	sl_hit hits[SL_RETRIEVE_MAX_K];
+	unsigned n = 0;
+	int rc = sl_retriever_search(c->retriever, q, qlen, c->k, hits, &n);
+	if (rc != SL_OK)
+		return c->skip_on_error ? SL_OK : rc;
+	sl_dynbuf b;
+	sl_dynbuf_init(&b, (size_t)-1 / 2);
+	rc = hits_to_block(c, hits, n, &b);
 	sl_retriever_release(c->retriever, hits, n);
 	if (rc == SL_OK && b.len > 1)
 		rc = sl_job_add_context(job, sl_dynbuf_str(&b), b.len);
@@ -78,8 +202,20 @@ static int retrieve_run(void *ss, sl_job *job)
 	return rc;
 }
 
-const sl_stage_ops sl_stage_retrieve = {
-	.kind = "retrieve", .init = retrieve_init, .start = retrieve_start, .run = retrieve_run};
+static void retrieve_cancel(void *ss, sl_job *job)
+{
+	rjob *j = *sl_job_stage_data(job);
+	if (j)
+		j->job = NULL; /* its result is dropped when it comes back */
+	*sl_job_stage_data(job) = NULL;
+}
+
+const sl_stage_ops sl_stage_retrieve = {.kind = "retrieve",
+                                        .init = retrieve_init,
+                                        .start = retrieve_start,
+                                        .run = retrieve_run,
+                                        .cancel = retrieve_cancel,
+                                        .fini = retrieve_fini};
 
 /* One record as read, with its block (retrieval stage) and rank there. */
 typedef struct rec {

@@ -24,13 +24,20 @@
 
 /* ---- retrieval ----
  * Query: the request's metadata "query" (the gateway sets the last user
- * message), else its input.  Searches synchronously on the shard thread:
- * for CPU-bound retrievers (the in-memory BM25 index: microseconds); a
- * retriever that does I/O must not be used here. */
+ * message), else its input.  threads == 0 searches synchronously on the
+ * shard thread (the in-memory BM25 index: microseconds); a retriever that
+ * does I/O needs threads > 0. */
 typedef struct sl_retrieve_cfg {
 	const sl_retriever *retriever;
 	unsigned k;              /* results per request, 1..SL_RETRIEVE_MAX_K */
 	double min_score;        /* hits below are dropped; 0 = keep all */
+	unsigned threads;        /* 0: search on the shard (CPU-bound retrievers);
+	                          * > 0: on a pool of this many threads (I/O:
+	                          * PostgreSQL, HTTP); results come back to the
+	                          * shard, a cancelled request's are dropped */
+	int skip_on_error;       /* a failed search: 0 = the request fails with
+	                          * the retriever's reason; 1 = it goes on with
+	                          * no sources (a warning is logged) */
 } sl_retrieve_cfg;
 #define SL_RETRIEVE_MAX_K 64
 extern const sl_stage_ops sl_stage_retrieve;

@@ -1161,7 +1161,7 @@ static void test_stage_kinds(void **state)
 	expect_diag_has("pipelines:\n  p:\n    stages:\n"
 	                "      - {name: rag, type: rag, retriever: {type: faiss, corpus: x}}\n"
 	                "      - {name: inference, type: inference}\n" VALID_TAIL,
-	                "retriever.type: expected bm25, found \"faiss\"");
+	                "retriever.type: expected bm25, pg or http, found \"faiss\"");
 	expect_diag_has("pipelines:\n  p:\n    stages:\n"
 	                "      - {name: rag, type: rag, retriever: {type: bm25}}\n"
 	                "      - {name: inference, type: inference}\n" VALID_TAIL,
@@ -1179,6 +1179,33 @@ static void test_stage_kinds(void **state)
 	                "      - {name: a, type: assemble, max_prompt_tokens: 10}\n"
 	                "      - {name: inference, type: inference}\n" VALID_TAIL,
 	                "missing required key \"template\"");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: rag, type: rag, retriever: {type: pg, table: t}}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "missing required key \"conninfo\"");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: rag, type: rag, retriever: {type: http, url: \"http://x/s\","
+	                " corpus: docs}}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "key \"corpus\" is only valid for retriever type bm25");
+	expect_diag_has("pipelines:\n  p:\n    stages:\n"
+	                "      - {name: rag, type: rag, retriever: {type: pg, conninfo: x,"
+	                " table: \"docs; drop table x\"}}\n"
+	                "      - {name: inference, type: inference}\n" VALID_TAIL,
+	                "expected an SQL name ([A-Za-z0-9_.])");
+	sl_config *c2 = expect_ok("pipelines:\n  p:\n    stages:\n"
+	                          "      - {name: rag, type: rag, retriever: {type: pg, conninfo: "
+	                          "\"host=h\", table: s.docs, id_column: did, text_column: body, "
+	                          "language: simple, threads: 8, timeout_ms: 500, on_error: skip}}\n"
+	                          "      - {name: inference, type: inference}\n" VALID_TAIL);
+	const sl_cfg_retriever *rr = &sl_config_pipeline(c2, "p")->stages[0].retriever;
+	assert_int_equal(rr->type, SL_CFG_RETRIEVER_PG);
+	assert_string_equal(rr->table, "s.docs");
+	assert_string_equal(rr->language, "simple");
+	assert_int_equal(rr->threads, 8);
+	assert_int_equal(rr->timeout_ms, 500);
+	assert_int_equal(rr->skip_on_error, 1);
+	sl_config_free(c2);
 	expect_diag_has("pipelines:\n  p:\n    stages:\n"
 	                "      - {name: r, type: redact, custom: [{pattern: x}]}\n"
 	                "      - {name: inference, type: inference}\n" VALID_TAIL,
