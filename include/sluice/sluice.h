@@ -348,6 +348,8 @@ const char *sl_infer_session(const sl_infer *call);
 /* 1 when a stage replaced the prompt (sl_job_set_prompt): a worker that
  * can send the original chat messages must send the prompt instead. */
 int sl_infer_prompt_replaced(const sl_infer *call);
+/* The chat messages a stage assembled (sl_job_set_messages), or NULL. */
+const char *sl_infer_messages(const sl_infer *call);
 /* Reports an attribute of this call to the request's owner (its on_attr);
  * the last value of key "backend" is also kept for the result. */
 void sl_infer_annotate(sl_infer *call, const char *key, const char *value);
@@ -426,6 +428,10 @@ const char *sl_job_input(const sl_job *job, size_t *len);
 const char *sl_job_prompt(const sl_job *job, size_t *len);
 /* Replaces the prompt (copied).  SL_ETOOBIG over the input bound. */
 int sl_job_set_prompt(sl_job *job, const char *text, size_t len);
+/* Sets the chat messages for chat backends (a JSON array of
+ * {"role","content"}, copied); they take the place of the client's
+ * messages.  SL_ETOOBIG over the input bound. */
+int sl_job_set_messages(sl_job *job, const char *json, size_t len);
 /* Appends retrieved context (copied); SL_ETOOBIG over the bound. */
 int sl_job_add_context(sl_job *job, const char *text, size_t len);
 const char *sl_job_context(const sl_job *job, size_t *len);

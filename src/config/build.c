@@ -153,7 +153,7 @@ static int build_retriever(const sl_config *cfg, const sl_cfg_stage *cs, stage_r
 }
 
 static int build_assembly(const sl_config *cfg, const sl_cfg_stage *cs, stage_res *r,
-                          char *err, size_t errlen)
+                          int chat, char *err, size_t errlen)
 {
 	const sl_cfg_template *t = &cs->tmpl;
 	char path[4096], terr[512];
@@ -197,6 +197,8 @@ static int build_assembly(const sl_config *cfg, const sl_cfg_stage *cs, stage_re
 	                                 .examples = r->examples, .n_examples = n_ex};
 	r->acfg.opts = (sl_assemble_opts){.max_prompt_tokens = t->max_prompt_tokens,
 	                                  .format = SL_ASM_PROMPT};
+	/* chat backends get the messages form (system, few-shot pairs, user) */
+	r->acfg.chat = chat;
 	return SL_OK;
 }
 
@@ -379,7 +381,12 @@ static int build_model(sl_runtime *rt, const sl_config *cfg, size_t i, app_model
 				st[s].cfg = &r->rcfg;
 			}
 		} else if (cs->type == SL_CFG_STAGE_ASSEMBLE && cs->tmpl.user) {
-			rc = build_assembly(cfg, cs, r, err, errlen);
+			int chat = 0; /* the model has a chat (OpenAI-compatible) backend */
+			for (size_t j = 0; j < mo->n_backends; j++) {
+				const sl_cfg_backend *be = sl_config_backend(cfg, mo->backends[j]);
+				chat |= be && be->type == SL_CFG_BACKEND_OPENAI;
+			}
+			rc = build_assembly(cfg, cs, r, chat, err, errlen);
 			st[s].ops = &sl_stage_assemble_template;
 			st[s].cfg = &r->acfg;
 		} else if (cs->type == SL_CFG_STAGE_REDACT) {

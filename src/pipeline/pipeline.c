@@ -115,6 +115,7 @@ static void req_free(sl__req *req)
 	free(req->text);
 	free(req->detail);
 	free(req->backend);
+	free(req->messages);
 	free(req);
 }
 
@@ -837,6 +838,21 @@ const char *sl_job_prompt(const sl_job *job, size_t *len)
 	return job->req->prompt;
 }
 
+int sl_job_set_messages(sl_job *job, const char *json, size_t len)
+{
+	sl__req *req = job->req;
+	if (len > req->ps->p->max_input * 4 + 65536)
+		return SL_ETOOBIG;
+	char *c = malloc(len + 1);
+	if (!c)
+		return SL_ENOMEM;
+	memcpy(c, json, len);
+	c[len] = '\0';
+	free(req->messages);
+	req->messages = c;
+	return SL_OK;
+}
+
 int sl_job_set_prompt(sl_job *job, const char *text, size_t len)
 {
 	sl__req *req = job->req;
@@ -1012,6 +1028,11 @@ const char *sl_infer_request_id(const sl_infer *call)
 const char *sl_infer_session(const sl_infer *call)
 {
 	return REQ_OF(call)->session;
+}
+
+const char *sl_infer_messages(const sl_infer *call)
+{
+	return REQ_OF(call)->messages;
 }
 
 int sl_infer_prompt_replaced(const sl_infer *call)

@@ -104,6 +104,7 @@ struct sl__req {
 	void *user;
 	char *backend;   /* last "backend" attribute (owned) */
 	const char *stop_reason; /* sl_job_stop_output's finish_reason */
+	char *messages;  /* sl_job_set_messages (owned), NULL = none */
 	sl_dynbuf context;
 	sl_dynbuf out;   /* tokens as emitted by the worker, joined */
 	char *text;      /* final text when a stage replaced it (owned) */

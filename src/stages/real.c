@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "core/dynbuf.h"
 #include "core/log.h"
 #include "pipeline/pipeline_int.h"
@@ -399,6 +400,14 @@ static int asm_run(void *ss, sl_job *job)
 	int rc = sl_assemble_fit(&c->assembly, &tv, &c->opts, &out, &info, err, sizeof err);
 	if (rc == SL_OK)
 		rc = sl_job_set_prompt(job, sl_dynbuf_str(&out), out.len);
+	if (rc == SL_OK && c->chat) {
+		sl_assemble_opts co = c->opts;
+		co.format = SL_ASM_CHAT;
+		sl_dynbuf_reset(&out);
+		rc = sl_assemble_fit(&c->assembly, &tv, &co, &out, &info, err, sizeof err);
+		if (rc == SL_OK)
+			rc = sl_job_set_messages(job, sl_dynbuf_str(&out), out.len);
+	}
 	sl_dynbuf_free(&out);
 	if (rc != SL_OK && err[0]) {
 		/* the failure carries the reason (e.g. the token counts) */
@@ -488,10 +497,58 @@ static void red_token(void *ss, sl_job *job, const char *text, size_t len)
 	}
 }
 
+/* The chat messages a template stage assembled, each content redacted.
+ * SL_EFILTER when a safety rule matched. */
+static int redact_messages(const sl_redact_stage_cfg *c, sl_job *job)
+{
+	const char *mj = job->req->messages;
+	if (!mj)
+		return SL_OK;
+	json_t *doc = json_loads(mj, 0, NULL);
+	if (!json_is_array(doc)) {
+		json_decref(doc);
+		return SL_EINVAL;
+	}
+	int rc = SL_OK;
+	size_t i;
+	json_t *m;
+	sl_dynbuf out;
+	sl_dynbuf_init(&out, (size_t)-1 / 2);
+	json_array_foreach(doc, i, m) {
+		json_t *ct = json_object_get(m, "content");
+		if (!json_is_string(ct))
+			continue;
+		int blocked = 0;
+		sl_dynbuf_reset(&out);
+		rc = sl_redact_text(c->redactor, json_string_value(ct), json_string_length(ct), &out,
+		                    &blocked, NULL);
+		if (rc == SL_OK && blocked)
+			rc = SL_EFILTER;
+		if (rc != SL_OK)
+			break;
+		json_object_set_new(m, "content", json_stringn(sl_dynbuf_str(&out), out.len));
+	}
+	sl_dynbuf_free(&out);
+	if (rc == SL_OK) {
+		char *t = json_dumps(doc, JSON_COMPACT);
+		rc = t ? sl_job_set_messages(job, t, strlen(t)) : SL_ENOMEM;
+		free(t);
+	}
+	json_decref(doc);
+	return rc;
+}
+
 static int red_run(void *ss, sl_job *job)
 {
 	const sl_redact_stage_cfg *c = ss;
 	if (before_inference(job)) {
+		int mrc = redact_messages(c, job);
+		if (mrc == SL_EFILTER) {
+			sl_job_done(job, SL_EFILTER, "the prompt was blocked by the content filter");
+			return SL_EPENDING;
+		}
+		if (mrc != SL_OK)
+			return mrc;
 		size_t plen;
 		const char *pr = sl_job_prompt(job, &plen);
 		sl_dynbuf out;

@@ -51,6 +51,9 @@ extern const sl_stage_ops sl_stage_retrieve;
 typedef struct sl_assemble_stage_cfg {
 	sl_assembly assembly;
 	sl_assemble_opts opts;   /* format SL_ASM_PROMPT */
+	int chat;                /* also assemble chat messages (system, few-shot
+	                          * pairs, user) for chat backends, under the same
+	                          * budget; the prompt stays the text form */
 } sl_assemble_stage_cfg;
 extern const sl_stage_ops sl_stage_assemble_template;
 

@@ -134,6 +134,54 @@ chat small "How do I reload the configuration and what does the dead-letter queu
 check "prompt over the budget: 400 context_length_exceeded" grep -q "STATUS 400.*context_length_exceeded" "$T/b4"
 stop
 
+# ---- chat backends get the assembled messages (system, few-shot, user) ------
+UP=$(port)
+cat >"$T/upstream.py" <<'PY'
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):  # answers with the messages it was sent
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        out = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0,
+              "message": {"role": "assistant", "content": json.dumps(req["messages"])},
+              "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out))); self.end_headers(); self.wfile.write(out)
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$T/upstream.py" "$UP" &
+UPID=$!
+cat >"$T/chat.yaml" <<EOF
+pipelines:
+  p:
+    stages:
+      - {name: rag, type: rag, retriever: {type: bm25, corpus: $ROOT/docs, k: 2}}
+      - {name: assemble, type: assemble, template: $ROOT/examples/templates/rag.tmpl,
+         system: $ROOT/examples/templates/system.tmpl, examples: $ROOT/examples/templates/fewshot.json,
+         max_prompt_tokens: 4000}
+      - {name: redact_prompt, type: redact, classes: [email]}
+      - {name: inference, type: inference}
+backends:
+  up: {type: openai, url: "http://127.0.0.1:$UP/v1", stream: false}
+models:
+  chat: {pipeline: p, backends: [up]}
+EOF
+check "chat config starts" start "$T/chat.yaml"
+chat chat "How do I reload the configuration?" >"$T/c1"
+check "upstream got system, 2 few-shot pairs, then the user message with sources" python3 -c '
+import json, sys
+msgs = json.loads(open(sys.argv[1]).read().split("\n", 1)[1])
+roles = [m["role"] for m in msgs]
+ok = roles == ["system", "user", "assistant", "user", "assistant", "user"]
+ok = ok and "careful assistant" in msgs[0]["content"]
+ok = ok and "Sources:" in msgs[-1]["content"] and "How do I reload" in msgs[-1]["content"]
+sys.exit(0 if ok else 1)' "$T/c1"
+chat chat "How do I reload the configuration? I am carol@example.org" >"$T/c2"
+check "the chat messages are redacted before they leave" bash -c "grep -q 'REDACTED:EMAIL' '$T/c2' && ! grep -q 'carol@example.org' '$T/c2'"
+stop
+kill "$UPID" 2>/dev/null
+
 # ---- bad configurations fail at start, clearly -----------------------------
 printf 'Hello {{nope}}\n' >"$T/bad.tmpl"
 cat >"$T/bad1.yaml" <<EOF

@@ -856,7 +856,9 @@ static int build_body(const oai_state *st, sl_infer *call, sl_dynbuf *b)
 		rc = sl_dynbuf_addstr(b, ",\"messages\":");
 	/* the client's messages, unless a stage rewrote the prompt (templates,
 	 * retrieval, redaction): then the prompt is the one user message */
-	const char *mj = sl_infer_prompt_replaced(call) ? NULL : sl_infer_meta(call, "messages_json");
+	const char *mj = sl_infer_messages(call);
+	if (!mj && !sl_infer_prompt_replaced(call))
+		mj = sl_infer_meta(call, "messages_json");
 	if (rc == SL_OK && mj) {
 		const char *p = mj;
 		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
