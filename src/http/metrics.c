@@ -210,8 +210,8 @@ int sl_metrics_render(sl_dynbuf *b, const sl_model_route *routes, size_t n_route
 	return rc;
 }
 
-/* One family over every router backend: fmt gets (model, backend, value). */
-typedef uint64_t (*bval_fn)(const sl_router_backend_stats *s);
+/* One family over every router backend: get gives each backend's value. */
+typedef double (*bval_fn)(const sl_router_backend_stats *s);
 static void backend_family(sl_dynbuf *b, const sl_model_route *routes, size_t n,
                            const char *name, const char *kind, const char *help, bval_fn get)
 {
@@ -225,29 +225,30 @@ static void backend_family(sl_dynbuf *b, const sl_model_route *routes, size_t n,
 		esc(m, sizeof m, routes[i].name);
 		for (unsigned j = 0; j < k; j++) {
 			esc(be, sizeof be, st[j].name);
-			sl_dynbuf_printf(b, "sluice_%s{model=\"%s\",backend=\"%s\"} %" PRIu64 "\n", name, m,
-			                 be, get(&st[j]));
+			sl_dynbuf_printf(b, "sluice_%s{model=\"%s\",backend=\"%s\"} %.15g\n", name, m, be,
+			                 get(&st[j]));
 		}
 	}
 }
 
-static uint64_t v_selected(const sl_router_backend_stats *s) { return s->selected; }
-static uint64_t v_attempts(const sl_router_backend_stats *s) { return s->attempts; }
-static uint64_t v_successes(const sl_router_backend_stats *s) { return s->successes; }
-static uint64_t v_failures(const sl_router_backend_stats *s) { return s->failures; }
-static uint64_t v_retries(const sl_router_backend_stats *s) { return s->retries; }
-static uint64_t v_exhausted(const sl_router_backend_stats *s) { return s->budget.exhausted; }
-static uint64_t v_limited(const sl_router_backend_stats *s) { return s->limited; }
-static uint64_t v_open_skips(const sl_router_backend_stats *s) { return s->open_skips; }
-static uint64_t v_trips(const sl_router_backend_stats *s) { return s->breaker.trips; }
-static uint64_t v_rejected(const sl_router_backend_stats *s) { return s->breaker.rejected; }
-static uint64_t v_limit(const sl_router_backend_stats *s) { return s->limit; }
-static uint64_t v_inflight(const sl_router_backend_stats *s) { return s->inflight; }
-static uint64_t v_state(const sl_router_backend_stats *s)
+static double v_selected(const sl_router_backend_stats *s) { return (double)s->selected; }
+static double v_attempts(const sl_router_backend_stats *s) { return (double)s->attempts; }
+static double v_successes(const sl_router_backend_stats *s) { return (double)s->successes; }
+static double v_failures(const sl_router_backend_stats *s) { return (double)s->failures; }
+static double v_retries(const sl_router_backend_stats *s) { return (double)s->retries; }
+static double v_exhausted(const sl_router_backend_stats *s) { return (double)s->budget.exhausted; }
+static double v_limited(const sl_router_backend_stats *s) { return (double)s->limited; }
+static double v_open_skips(const sl_router_backend_stats *s) { return (double)s->open_skips; }
+static double v_trips(const sl_router_backend_stats *s) { return (double)s->breaker.trips; }
+static double v_rejected(const sl_router_backend_stats *s) { return (double)s->breaker.rejected; }
+static double v_limit(const sl_router_backend_stats *s) { return s->limit; }
+static double v_inflight(const sl_router_backend_stats *s) { return s->inflight; }
+static double v_state(const sl_router_backend_stats *s)
 {
 	return !strcmp(s->breaker_state, "open") ? 1 : !strcmp(s->breaker_state, "half_open") ? 2 : 0;
 }
-static uint64_t v_cooldown(const sl_router_backend_stats *s) { return s->breaker.cooldown_ms; }
+static double v_cooldown(const sl_router_backend_stats *s) { return s->breaker.cooldown_ms; }
+static double v_ttft(const sl_router_backend_stats *s) { return s->ewma_ttft_ms / 1e3; }
 
 int sl_metrics_render_backends(sl_dynbuf *b, const sl_model_route *routes, size_t n)
 {
@@ -269,23 +270,10 @@ int sl_metrics_render_backends(sl_dynbuf *b, const sl_model_route *routes, size_
 		{"backend_breaker_cooldown_ms", "gauge", "Current open period of the breaker.", v_cooldown},
 		{"backend_concurrency_limit", "gauge", "Current concurrency limit (adaptive or fixed; 0 = none).", v_limit},
 		{"backend_in_flight", "gauge", "Calls in progress.", v_inflight},
+		{"backend_ttft_ewma_seconds", "gauge", "Moving average of the time to first token.", v_ttft},
 	};
 	for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++)
 		backend_family(b, routes, n, fam[f].name, fam[f].kind, fam[f].help, fam[f].get);
-	TYPE(b, "backend_ttft_ewma_seconds", "gauge", "Moving average of the time to first token.");
-	for (size_t i = 0; i < n; i++) {
-		if (!sl_worker_is_router(routes[i].worker))
-			continue;
-		sl_router_backend_stats st[SL_ROUTER_MAX_BACKENDS];
-		unsigned k = sl_router_stats(routes[i].worker, st, SL_ROUTER_MAX_BACKENDS);
-		char m[300], be[200];
-		esc(m, sizeof m, routes[i].name);
-		for (unsigned j = 0; j < k; j++) {
-			esc(be, sizeof be, st[j].name);
-			sl_dynbuf_printf(b, "sluice_backend_ttft_ewma_seconds{model=\"%s\",backend=\"%s\"} %.6f\n",
-			                 m, be, st[j].ewma_ttft_ms / 1e3);
-		}
-	}
 	return SL_OK;
 }
 

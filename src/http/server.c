@@ -537,18 +537,18 @@ static void error_of(const sl_result *r, int *status, const char **type,
 static void on_done(void *user, const sl_result *r)
 {
 	hreq *h = user;
+	/* the error answer, decided once: for the client and the dead letter */
+	int status = 200;
+	const char *type = NULL, *code = NULL;
+	if (r->outcome != SL_OUTCOME_COMPLETED)
+		error_of(r, &status, &type, &code, h->upstream_status, sizeof h->upstream_status);
 	if (h->ss->srv->dlq && (r->outcome == SL_OUTCOME_FAILED || r->outcome == SL_OUTCOME_SHED ||
 	                        r->outcome == SL_OUTCOME_EXPIRED || h->replay_of[0])) {
-		int st = 200;
-		const char *ty, *co;
-		char up[8];
-		if (r->outcome != SL_OUTCOME_COMPLETED)
-			error_of(r, &st, &ty, &co, up, sizeof up);
 		const char *reason = r->reason                            ? r->reason
 		                     : r->outcome == SL_OUTCOME_COMPLETED ? NULL
 		                                                          : sl_strerror(r->status);
-		dlq_write(h, sl_outcome_name(r->outcome), st, r->stage, reason, sl_status_name(r->status),
-		          r->backend);
+		dlq_write(h, sl_outcome_name(r->outcome), status, r->stage, reason,
+		          sl_status_name(r->status), r->backend);
 	}
 	sl_oai_meta m = meta_of(h);
 	sl_oai_usage u = {.prompt_tokens = r->prompt_tokens,
@@ -577,9 +577,6 @@ static void on_done(void *user, const sl_result *r)
 			sl_oai_sse_done(&h->pending);
 		}
 	} else {
-		const char *type, *code;
-		int status;
-		error_of(r, &status, &type, &code, h->upstream_status, sizeof h->upstream_status);
 		char msg[400];
 		snprintf(msg, sizeof msg, "%s%s%s: %s", sl_outcome_name(r->outcome),
 		         r->stage ? " at stage " : "", r->stage ? r->stage : "",

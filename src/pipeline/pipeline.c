@@ -105,7 +105,7 @@ static inline uint64_t ps_now(sl__ps *ps)
 
 static void req_free(sl__req *req)
 {
-	for (unsigned s = 0; s < req->ps->p->n_stages; s++)
+	for (unsigned s = 0; req->data_free && s < req->ps->p->n_stages; s++)
 		if (req->slots[s].data_free && req->slots[s].data)
 			req->slots[s].data_free(req->slots[s].data);
 	sl_dynbuf_free(&req->context);
@@ -838,16 +838,28 @@ const char *sl_job_prompt(const sl_job *job, size_t *len)
 	return job->req->prompt;
 }
 
-int sl_job_set_messages(sl_job *job, const char *json, size_t len)
+/* A NUL-terminated copy of a stage's rewrite of the input (prompt or chat
+ * messages), bounded by the pipeline's input size. */
+static int input_copy(const sl__req *req, const char *text, size_t len, char **out)
 {
-	sl__req *req = job->req;
 	if (len > req->ps->p->max_input * 4 + 65536)
 		return SL_ETOOBIG;
 	char *c = malloc(len + 1);
 	if (!c)
 		return SL_ENOMEM;
-	memcpy(c, json, len);
+	memcpy(c, text, len);
 	c[len] = '\0';
+	*out = c;
+	return SL_OK;
+}
+
+int sl_job_set_messages(sl_job *job, const char *json, size_t len)
+{
+	sl__req *req = job->req;
+	char *c;
+	int rc = input_copy(req, json, len, &c);
+	if (rc != SL_OK)
+		return rc;
 	free(req->messages);
 	req->messages = c;
 	return SL_OK;
@@ -856,13 +868,10 @@ int sl_job_set_messages(sl_job *job, const char *json, size_t len)
 int sl_job_set_prompt(sl_job *job, const char *text, size_t len)
 {
 	sl__req *req = job->req;
-	if (len > req->ps->p->max_input * 4 + 65536)
-		return SL_ETOOBIG;
-	char *c = malloc(len + 1);
-	if (!c)
-		return SL_ENOMEM;
-	memcpy(c, text, len);
-	c[len] = '\0';
+	char *c;
+	int rc = input_copy(req, text, len, &c);
+	if (rc != SL_OK)
+		return rc;
 	if (req->prompt != req->input)
 		free(req->prompt);
 	req->prompt = c;
@@ -933,6 +942,8 @@ void **sl_job_stage_data(sl_job *job)
 void sl_job_set_data_free(sl_job *job, void (*fn)(void *))
 {
 	job->data_free = fn;
+	if (fn)
+		job->req->data_free = 1;
 }
 
 sl_worker *sl_job_worker(const sl_job *job)

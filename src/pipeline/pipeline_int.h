@@ -82,6 +82,7 @@ struct sl__req {
 	uint8_t out_cut;      /* output hit max_output */
 	uint8_t emit_from;    /* token filter position */
 	uint8_t final;        /* outcome delivered */
+	uint8_t data_free;    /* a slot registered sl_job_set_data_free */
 	uint8_t admitted;
 	uint8_t last_stage;   /* last stage entered (reports) */
 	uint16_t hold;        /* frames on the stack still using the request */
