@@ -2,7 +2,7 @@
  * never a timed test).
  *
  *   pipeline [--scenario A|B|C|M] [--requests N] [--shards N] [--producers N]
- *            [--repeat N]
+ *            [--repeat N] [--no-mem]
  *
  * Prints one JSON line per scenario run: scenario, requests, seconds,
  * completed_per_s, outcomes{...}, p50_us, p99_us, p999_us (end to end,
@@ -415,6 +415,7 @@ int main(int argc, char **argv)
 	const char *which = "ABCMRP";
 	uint64_t requests = 0;
 	unsigned shards = 0, producers = 0, repeat = 1;
+	int mem = 1;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--scenario") == 0 && i + 1 < argc)
 			which = argv[++i];
@@ -426,10 +427,12 @@ int main(int argc, char **argv)
 			producers = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
 			repeat = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--no-mem") == 0)
+			mem = 0; /* skip the memory probe (profiling: one process) */
 		else {
 			fprintf(stderr,
 			        "usage: pipeline [--scenario A|B|C|M|R|P] [--requests N] [--shards N]\n"
-			        "                [--producers N] [--repeat N]\n");
+			        "                [--producers N] [--repeat N] [--no-mem]\n");
 			return 2;
 		}
 	}
@@ -440,7 +443,7 @@ int main(int argc, char **argv)
 	/* measured in a child so its RSS does not count in the others' peak */
 	double bpq = 0;
 	int fds[2];
-	if (pipe(fds) == 0) {
+	if (mem && pipe(fds) == 0) {
 		pid_t pid = fork();
 		if (pid == 0) {
 			double v = bytes_per_queued(100000);

@@ -109,14 +109,33 @@ static void req_free(sl__req *req)
 		if (req->slots[s].data_free && req->slots[s].data)
 			req->slots[s].data_free(req->slots[s].data);
 	sl_dynbuf_free(&req->context);
-	sl_dynbuf_free(&req->out);
 	if (req->prompt != req->input)
 		free(req->prompt);
 	free(req->text);
 	free(req->detail);
 	free(req->backend);
 	free(req->messages);
+	if (req->pooled) {
+		/* The block goes back with its output buffer (when small) to the
+		 * spare list its next submitter takes it from. */
+		if (req->out.cap > SL__KEEP_OUT)
+			sl_dynbuf_free(&req->out);
+		if (sl_queue_push(req->ps->spare, req) == SL_OK)
+			return;
+	}
+	sl_dynbuf_free(&req->out);
 	free(req);
+}
+
+/* Frees the blocks on a spare list (no submitter may be running). */
+static void spare_drain(sl_queue *q)
+{
+	void *v;
+	while (q && sl_queue_pop_mc(q, &v) == SL_OK) {
+		sl__req *r = v;
+		sl_dynbuf_free(&r->out);
+		free(r);
+	}
 }
 
 /* Frees the request once its outcome is delivered, no frame on the stack
@@ -1241,6 +1260,8 @@ static void ps_free(sl__ps *ps, unsigned n_stages)
 	free(ps->map_v);
 	sl_queue_destroy(ps->inbox);
 	sl_queue_destroy(ps->inbox_hi);
+	spare_drain(ps->spare);
+	sl_queue_destroy(ps->spare);
 	free(ps);
 }
 
@@ -1283,7 +1304,8 @@ static sl__ps *ps_new(sl_pipeline *p, unsigned idx)
 	uint32_t q0 = p->stages[0].queue;
 	if (!ok || !ps->e2e || !ps->ttft || !ps->map_k || !ps->map_v ||
 	    sl_queue_create(q0, &ps->inbox) != SL_OK ||
-	    sl_queue_create(q0 / 4 > 64 ? q0 / 4 : 64, &ps->inbox_hi) != SL_OK) {
+	    sl_queue_create(q0 / 4 > 64 ? q0 / 4 : 64, &ps->inbox_hi) != SL_OK ||
+	    sl_queue_create(SL__SPARE, &ps->spare) != SL_OK) {
 		ps_free(ps, p->n_stages);
 		return NULL;
 	}
@@ -1463,6 +1485,8 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 	p->max_output = o->max_output ? o->max_output : SL_DEFAULT_MAX_OUTPUT;
 	p->trace = o->trace;
 	p->n_stages = o->n_stages;
+	p->blk = (((sizeof(sl__req) + (sizeof(struct sl_job) + sizeof(sl_stage_times)) * p->n_stages +
+	            15) & ~(size_t)15) + SL__BLK_TEXT + 63) & ~(size_t)63;
 	p->sink = o->n_stages - 1;
 	p->inference = o->n_stages; /* none until found */
 	atomic_init(&p->closing, 0);
@@ -1589,10 +1613,26 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	size_t times = sizeof(sl_stage_times) * p->n_stages;
 	size_t base = (sizeof(sl__req) + slots + times + 15) & ~(size_t)15;
 	size_t ptrs = req->n_meta * sizeof(sl_kv) + (n_stop ? (n_stop + 1) * sizeof(char *) : 0);
-	sl__req *job = malloc(base + ptrs + sess_len + rid_len + in_len + extra + 3);
+	size_t need = base + ptrs + sess_len + rid_len + in_len + extra + 3;
+	unsigned shard = sl_shard_for_session(req->session, sess_len, p->n_shards);
+	sl__ps *ps = p->ps[shard];
+	sl__req *job = NULL;
+	sl_dynbuf keep = {0};
+	if (need <= p->blk) {
+		void *v;
+		if (sl_queue_pop_mc(ps->spare, &v) == SL_OK) {
+			job = v;
+			keep = job->out;
+		} else {
+			job = malloc(p->blk);
+		}
+	} else {
+		job = malloc(need);
+	}
 	if (!job)
 		return SL_ENOMEM;
 	memset(job, 0, sizeof *job + slots + times);
+	job->pooled = need <= p->blk;
 	job->times = (sl_stage_times *)((char *)job + sizeof *job + slots);
 	for (unsigned s = 0; s < p->n_stages; s++) {
 		job->slots[s].req = job;
@@ -1600,8 +1640,6 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 		job->slots[s].waiting = p->stages[s].n_pred;
 	}
 
-	unsigned shard = sl_shard_for_session(req->session, sess_len, p->n_shards);
-	sl__ps *ps = p->ps[shard];
 	job->ps = ps;
 	job->id = ((uint64_t)(shard + 1) << 48) |
 	          atomic_fetch_add_explicit(&ps->next_id, 1, memory_order_relaxed);
@@ -1646,6 +1684,11 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 	job->user = req->user;
 	sl_dynbuf_init(&job->context, p->max_input);
 	sl_dynbuf_init(&job->out, p->max_output);
+	if (keep.p) {
+		job->out.p = keep.p;
+		job->out.cap = keep.cap;
+		keep.p[0] = '\0';
+	}
 	job->t_submit = sl_now_ns();
 	if (req->deadline_ms)
 		job->deadline = job->t_submit + req->deadline_ms * 1000000u;

@@ -84,6 +84,7 @@ struct sl__req {
 	uint8_t final;        /* outcome delivered */
 	uint8_t data_free;    /* a slot registered sl_job_set_data_free */
 	uint8_t admitted;
+	uint8_t pooled;       /* a p->blk block: recycled through ps->spare */
 	uint8_t last_stage;   /* last stage entered (reports) */
 	uint16_t hold;        /* frames on the stack still using the request */
 	uint16_t zombies;     /* slots whose stage could not cancel */
@@ -152,6 +153,9 @@ typedef struct sl__stage_rt {
 } sl__stage_rt;
 
 #define SL__EARLY_CANCELS 64
+#define SL__BLK_TEXT 448   /* string room in a pooled block */
+#define SL__SPARE 4096     /* pooled blocks kept per shard */
+#define SL__KEEP_OUT 1024  /* output buffer kept with a pooled block */
 #define SL__HI_PRIORITY 2 /* "high" and "critical" take the priority lane */
 
 struct sl__ps {
@@ -163,10 +167,18 @@ struct sl__ps {
 	sl_queue *inbox_hi;            /* priorities >= SL__HI_PRIORITY: admitted
 	                                * first, so a flood of low-priority
 	                                * submits cannot shed them at the door */
-	sl_list ready;                 /* sl_post nodes waiting for room */
-	_Atomic uint64_t next_id;      /* producers */
+	sl_queue *spare;               /* freed p->blk request blocks: the shard
+	                                * pushes, submitters pop (multi-consumer),
+	                                * so malloc/free never cross threads on
+	                                * the hot path */
+	/* Cache lines: the fields above are read-mostly (set up before the
+	 * first submit); the ones producers write each get a line of their own
+	 * so a submit never steals a line the shard is using, and the shard's
+	 * own fields start on a fresh line. */
+	_Alignas(64) _Atomic uint64_t next_id; /* producers */
 	_Atomic uint64_t door_shed;    /* producers: shed at submit */
-	_Atomic uint32_t seq;          /* sequence lock */
+	_Alignas(64) sl_list ready;    /* sl_post nodes waiting for room */
+	_Alignas(64) _Atomic uint32_t seq; /* sequence lock */
 	uint32_t depth;                /* shard: ps_enter nesting */
 	uint32_t handoff_depth;        /* shard: nested direct hand-offs */
 	uint64_t now;                  /* shard: cached clock for a pump round */
@@ -198,6 +210,8 @@ struct sl_pipeline {
 	void (*on_destroy)(void *arg);
 	void *on_destroy_arg;
 	size_t max_input, max_output;
+	size_t blk;          /* pooled request block size (header + slots +
+	                      * times + SL__BLK_TEXT bytes of strings) */
 	int trace;
 	int any_timeout;
 	unsigned sink;       /* the stage without successors (the last) */

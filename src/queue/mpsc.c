@@ -119,6 +119,29 @@ int sl_queue_pop(sl_queue *q, void **item)
 	return SL_OK;
 }
 
+int sl_queue_pop_mc(sl_queue *q, void **item)
+{
+	size_t pos = atomic_load_explicit(&q->deq, memory_order_relaxed);
+	for (;;) {
+		cell *c = &q->cells[pos % q->ncell];
+		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+		if (dif == 0) {
+			if (atomic_compare_exchange_weak_explicit(
+			        &q->deq, &pos, pos + 1, memory_order_relaxed,
+			        memory_order_relaxed)) {
+				*item = c->data;
+				atomic_store_explicit(&c->seq, pos + q->ncell, memory_order_release);
+				return SL_OK;
+			}
+		} else if (dif < 0) {
+			return SL_EEMPTY;
+		} else {
+			pos = atomic_load_explicit(&q->deq, memory_order_relaxed);
+		}
+	}
+}
+
 void sl_queue_notify(sl_queue *q)
 {
 	atomic_thread_fence(memory_order_seq_cst);

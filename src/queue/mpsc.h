@@ -36,6 +36,11 @@ int sl_queue_push(sl_queue *q, void *item);
 int sl_queue_push_wait(sl_queue *q, void *item);
 /* Consumer only: SL_OK and *item, or SL_EEMPTY. */
 int sl_queue_pop(sl_queue *q, void **item);
+/* Any thread, several at once (Vyukov's multi-consumer dequeue: one CAS per
+ * pop): SL_OK and *item, or SL_EEMPTY.  Must not be mixed with
+ * sl_queue_pop() on the same queue.  Used for free lists that one shard
+ * fills and any submitting thread takes from. */
+int sl_queue_pop_mc(sl_queue *q, void **item);
 /* Consumer only: wakes blocked pushers when there is room (cheap when none
  * wait: one atomic load). */
 void sl_queue_notify(sl_queue *q);
