@@ -43,11 +43,36 @@ static const char *PROMPT = "hello world from the sluice pipeline";
 
 /* Latency buckets per priority (scenario P): 16 per power of two of µs. */
 #define LB 512
-typedef struct counters {
-	_Atomic uint64_t done;
+/* Completion counters, one cache line per calling thread (shards call
+ * on_done concurrently: one shared line would be a benchmark of its own). */
+#define CSLOTS 8
+typedef struct ctr_slot {
+	_Alignas(64) _Atomic uint64_t done;
 	_Atomic uint64_t oc[SL_OUTCOME__COUNT];
+} ctr_slot;
+typedef struct counters {
+	ctr_slot t[CSLOTS];
 	int by_prio;                      /* user = counters of this request's priority */
 } counters;
+
+static _Atomic unsigned next_slot;
+static _Thread_local unsigned my_slot = CSLOTS;
+
+static uint64_t ctr_done(const counters *c)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < CSLOTS; i++)
+		n += atomic_load_explicit(&c->t[i].done, memory_order_acquire);
+	return n;
+}
+
+static uint64_t ctr_oc(const counters *c, int oc)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < CSLOTS; i++)
+		n += atomic_load_explicit(&c->t[i].oc[oc], memory_order_relaxed);
+	return n;
+}
 
 typedef struct prio_counters {
 	counters c;                       /* first: the producer passes &pc->c */
@@ -95,8 +120,11 @@ static void on_done(void *user, const sl_result *r)
 		atomic_fetch_add_explicit(&pc->lat[lat_bucket((r->t_end - r->t_submit) / 1000)], 1,
 		                          memory_order_relaxed);
 	}
-	atomic_fetch_add_explicit(&c->oc[r->outcome], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&c->done, 1, memory_order_release);
+	if (my_slot == CSLOTS)
+		my_slot = atomic_fetch_add(&next_slot, 1) % CSLOTS;
+	ctr_slot *t = &c->t[my_slot];
+	atomic_fetch_add_explicit(&t->oc[r->outcome], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->done, 1, memory_order_release);
 }
 
 static long rss_kib(void)
@@ -245,10 +273,10 @@ static int build(const scen *s, sl_runtime **rt, sl_worker **w, sl_pipeline **p)
 
 static uint64_t done_count(const counters *c, int mix)
 {
-	uint64_t n = atomic_load_explicit(&c->done, memory_order_acquire);
+	uint64_t n = ctr_done(c);
 	if (mix)
 		for (int k = 0; k < SL_PRIORITY_LEVELS; k++)
-			n += atomic_load_explicit(&prio_c[k].c.done, memory_order_acquire);
+			n += ctr_done(&prio_c[k].c);
 	return n;
 }
 
@@ -541,12 +569,12 @@ int main(int argc, char **argv)
 			       "\"unloaded_p99_us\":%.0f,\"p99_ratio\":%.2f},"
 			       "\"low\":{\"completed\":%" PRIu64 ",\"shed\":%" PRIu64 ",\"p99_us\":%.0f},"
 			       "\"high_offered\":%" PRIu64 ",\"identity_ok\":%s}\n",
-			       o.rate, b_rate, atomic_load(&prio_c[3].c.oc[SL_OUTCOME_COMPLETED]),
-			       atomic_load(&prio_c[3].c.oc[SL_OUTCOME_SHED]) + atomic_load(&prio_c[3].door_shed),
+			       o.rate, b_rate, ctr_oc(&prio_c[3].c, SL_OUTCOME_COMPLETED),
+			       ctr_oc(&prio_c[3].c, SL_OUTCOME_SHED) + atomic_load(&prio_c[3].door_shed),
 			       lat_quantile(&prio_c[3], 0.99),
 			       hi_unloaded, lat_quantile(&prio_c[3], 0.99) / (hi_unloaded > 0 ? hi_unloaded : 1),
-			       atomic_load(&prio_c[0].c.oc[SL_OUTCOME_COMPLETED]),
-			       atomic_load(&prio_c[0].c.oc[SL_OUTCOME_SHED]) + atomic_load(&prio_c[0].door_shed),
+			       ctr_oc(&prio_c[0].c, SL_OUTCOME_COMPLETED),
+			       ctr_oc(&prio_c[0].c, SL_OUTCOME_SHED) + atomic_load(&prio_c[0].door_shed),
 			       lat_quantile(&prio_c[0], 0.99),
 			       hi_n, ro.identity_ok && ru.identity_ok ? "true" : "false");
 			fflush(stdout);

@@ -154,7 +154,7 @@ typedef struct sl__stage_rt {
 
 #define SL__EARLY_CANCELS 64
 #define SL__BLK_TEXT 448   /* string room in a pooled block */
-#define SL__SPARE 4096     /* pooled blocks kept per shard */
+#define SL__SPARE 1024     /* pooled blocks kept per shard */
 #define SL__KEEP_OUT 1024  /* output buffer kept with a pooled block */
 #define SL__HI_PRIORITY 2 /* "high" and "critical" take the priority lane */
 
