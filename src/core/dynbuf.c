@@ -43,6 +43,13 @@ static int grow(sl_dynbuf *b, size_t need)
 	return SL_OK;
 }
 
+int sl_dynbuf_reserve(sl_dynbuf *b, size_t extra)
+{
+	if (extra > b->max || b->len > b->max - extra)
+		return SL_ETOOBIG;
+	return grow(b, b->len + extra + 1);
+}
+
 int sl_dynbuf_add(sl_dynbuf *b, const void *data, size_t len)
 {
 	if (len > b->max || b->len > b->max - len)

@@ -19,6 +19,10 @@ void sl_dynbuf_free(sl_dynbuf *b);
 /* Empties the buffer, keeps the allocation. */
 void sl_dynbuf_reset(sl_dynbuf *b);
 int sl_dynbuf_add(sl_dynbuf *b, const void *data, size_t len);
+/* Makes room for extra more bytes (and the NUL) without changing the
+ * content, so a writer can fill b->p + b->len directly and then set len
+ * (and the NUL).  SL_ETOOBIG when len + extra would pass max, SL_ENOMEM. */
+int sl_dynbuf_reserve(sl_dynbuf *b, size_t extra);
 int sl_dynbuf_addstr(sl_dynbuf *b, const char *s);
 int sl_dynbuf_printf(sl_dynbuf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

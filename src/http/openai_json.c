@@ -252,6 +252,135 @@ int sl_oai_sse_text_chunk(sl_dynbuf *b, const sl_oai_meta *m, const char *text,
 	ATOMIC(b, text_chunk(b, m, text, len, finish_reason, usage_null));
 }
 
+static int chunk_prefix(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind)
+{
+	int rc, chat = kind == SL_OAI_CHAT;
+	if ((rc = LIT(b, "data: ")) ||
+	    (rc = head(b, m, chat ? "chat.completion.chunk" : "text_completion")))
+		return rc;
+	return chat ? LIT(b, ",\"choices\":[{\"index\":0,\"delta\":{")
+	            : LIT(b, ",\"choices\":[{\"text\":");
+}
+
+int sl_oai_sse_chunk_prefix(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind)
+{
+	size_t mark = b->len;
+	int rc = chunk_prefix(b, m, kind);
+	if (rc)
+		truncate_to(b, mark);
+	return rc;
+}
+
+/* The JSON string body of s, escaped as string_body() does, written at out
+ * (room for 6 bytes per input byte).  Returns the bytes written. */
+static size_t escape_into(char *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	char *o = out;
+	size_t i = 0;
+	while (i < len) {
+		unsigned cl = sl_json_byte_class[u[i]];
+		if (cl == 0) {
+			*o++ = (char)u[i++];
+			continue;
+		}
+		if (cl == 2) {
+			size_t n = sl_utf8_seq_len(s + i, len - i);
+			if (n) {
+				memcpy(o, s + i, n);
+				o += n;
+				i += n;
+				continue;
+			}
+		}
+		*o++ = '\\';
+		switch (u[i]) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			if (u[i] < 0x20) {
+				*o++ = 'u';
+				*o++ = '0';
+				*o++ = '0';
+				*o++ = hex[u[i] >> 4];
+				*o++ = hex[u[i] & 15];
+			} else { /* invalid UTF-8 byte: U+FFFD */
+				o[-1] = (char)0xEF;
+				*o++ = (char)0xBF;
+				*o++ = (char)0xBD;
+			}
+		}
+		i++;
+	}
+	return (size_t)(o - out);
+}
+
+static const char chat_mid[] = "\"content\":";
+static const char chat_end[] = "},\"logprobs\":null,\"finish_reason\":null}]";
+static const char text_end[] = ",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]";
+static const char usage_null_s[] = ",\"usage\":null";
+
+/* Piece by piece, for a content whose worst-case escaping would not fit. */
+static int content_chunk_pieces(sl_dynbuf *b, int chat, const char *prefix, size_t plen,
+                                const char *content, size_t len, int usage_null)
+{
+	int rc;
+	if ((rc = sl_dynbuf_add(b, prefix, plen)) ||
+	    (chat && (rc = sl_dynbuf_add(b, chat_mid, sizeof chat_mid - 1))) ||
+	    (rc = str(b, content, len)) ||
+	    (rc = chat ? LIT(b, chat_end) : LIT(b, text_end)) ||
+	    (usage_null && (rc = LIT(b, usage_null_s))))
+		return rc;
+	return LIT(b, "}\n\n");
+}
+
+int sl_oai_sse_content_chunk(sl_dynbuf *b, sl_oai_kind kind, const char *prefix,
+                             size_t prefix_len, const char *content, size_t len,
+                             int usage_null)
+{
+	int chat = kind == SL_OAI_CHAT;
+	if (!content) {
+		content = "";
+		len = 0;
+	}
+	size_t fixed = prefix_len + sizeof chat_mid + sizeof text_end + sizeof usage_null_s + 8;
+	if (len > (SIZE_MAX - fixed) / 6 || sl_dynbuf_reserve(b, fixed + len * 6) != SL_OK)
+		ATOMIC(b, content_chunk_pieces(b, chat, prefix, prefix_len, content, len, usage_null));
+	/* room for the worst case (every byte escaped to 6): write in place */
+	char *o = b->p + b->len;
+	memcpy(o, prefix, prefix_len);
+	o += prefix_len;
+	if (chat) {
+		memcpy(o, chat_mid, sizeof chat_mid - 1);
+		o += sizeof chat_mid - 1;
+	}
+	*o++ = '"';
+	o += escape_into(o, content, len);
+	*o++ = '"';
+	if (chat) {
+		memcpy(o, chat_end, sizeof chat_end - 1);
+		o += sizeof chat_end - 1;
+	} else {
+		memcpy(o, text_end, sizeof text_end - 1);
+		o += sizeof text_end - 1;
+	}
+	if (usage_null) {
+		memcpy(o, usage_null_s, sizeof usage_null_s - 1);
+		o += sizeof usage_null_s - 1;
+	}
+	memcpy(o, "}\n\n", 3);
+	o += 3;
+	b->len = (size_t)(o - b->p);
+	b->p[b->len] = '\0';
+	return SL_OK;
+}
+
 static int usage_chunk(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind,
                        const sl_oai_usage *u)
 {

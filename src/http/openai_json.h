@@ -93,6 +93,20 @@ int sl_oai_sse_text_chunk(sl_dynbuf *b, const sl_oai_meta *m, const char *text,
                           size_t len, const char *finish_reason,
                           int usage_null);
 
+/* Streams write many content chunks that differ only in their content: the
+ * prefix (everything before the content: "data: ", id, object, created,
+ * model, system_fingerprint and the start of choices[0]) is built once per
+ * stream with sl_oai_sse_chunk_prefix(), and each chunk is then
+ * sl_oai_sse_content_chunk(): the bytes are exactly those of
+ * sl_oai_sse_chat_chunk(b, m, NULL, content, len, NULL, usage_null) (chat)
+ * or sl_oai_sse_text_chunk(b, m, content, len, NULL, usage_null)
+ * (completions), for the same m, content NULL taken as "".  Both append
+ * atomically (nothing on failure). */
+int sl_oai_sse_chunk_prefix(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind);
+int sl_oai_sse_content_chunk(sl_dynbuf *b, sl_oai_kind kind, const char *prefix,
+                             size_t prefix_len, const char *content, size_t len,
+                             int usage_null);
+
 /* Appends the final usage SSE event ("choices":[]) of a stream with
  * include_usage; kind selects the object name ("chat.completion.chunk" or
  * "text_completion"). */

@@ -101,6 +101,9 @@ typedef struct hreq {
 	/* shared with the session's shard (under mx) */
 	pthread_mutex_t mx;
 	sl_dynbuf pending;
+	char *chunk_pre;                /* sl_oai_sse_chunk_prefix, made at the
+	                                 * first token (owned) */
+	size_t chunk_pre_len;
 	int posted;
 	int role_sent;
 	int finished;
@@ -233,6 +236,7 @@ static void hreq_free(hreq *h)
 {
 	pthread_mutex_destroy(&h->mx);
 	sl_dynbuf_free(&h->pending);
+	free(h->chunk_pre);
 	free(h->prompt);
 	free(h->messages_json);
 	sl_oai_req_free(h->oai);
@@ -393,15 +397,28 @@ static void on_token(void *user, const char *text, size_t len)
 	hreq *h = user;
 	if (!h->stream)
 		return; /* the final body carries the text */
-	sl_oai_meta m = meta_of(h);
 	int need = 0;
 	pthread_mutex_lock(&h->mx);
-	if (h->kind == SL_OAI_CHAT) {
-		role_chunk_locked(h, &m);
-		sl_oai_sse_chat_chunk(&h->pending, &m, NULL, text, len, NULL, h->include_usage);
-	} else {
-		h->role_sent = 1; /* the stream has begun */
-		sl_oai_sse_text_chunk(&h->pending, &m, text, len, NULL, h->include_usage);
+	if (!h->chunk_pre) {
+		sl_oai_meta m = meta_of(h);
+		sl_dynbuf pre;
+		sl_dynbuf_init(&pre, 4096);
+		if (sl_oai_sse_chunk_prefix(&pre, &m, h->kind) == SL_OK)
+			h->chunk_pre = sl_dynbuf_take(&pre, &h->chunk_pre_len);
+		sl_dynbuf_free(&pre);
+		if (h->kind == SL_OAI_CHAT)
+			role_chunk_locked(h, &m);
+	}
+	h->role_sent = 1; /* the stream has begun */
+	if (h->chunk_pre) {
+		sl_oai_sse_content_chunk(&h->pending, h->kind, h->chunk_pre, h->chunk_pre_len, text,
+		                         len, h->include_usage);
+	} else { /* out of memory for the prefix: piece by piece */
+		sl_oai_meta m = meta_of(h);
+		if (h->kind == SL_OAI_CHAT)
+			sl_oai_sse_chat_chunk(&h->pending, &m, NULL, text, len, NULL, h->include_usage);
+		else
+			sl_oai_sse_text_chunk(&h->pending, &m, text, len, NULL, h->include_usage);
 	}
 	schedule_flush_locked(h, &need);
 	pthread_mutex_unlock(&h->mx);

@@ -277,6 +277,61 @@ static void test_chunks(void **state)
 	sl_dynbuf_free(&b);
 }
 
+/* The prefix + content writer gives exactly the bytes of the full writers,
+ * for contents with every byte class (escapes, controls, UTF-8, invalid
+ * bytes, NUL), with and without usage:null and a system_fingerprint, and
+ * with a bound so small that only the piecewise path fits. */
+static void test_content_chunk_same_bytes(void **state)
+{
+	(void)state;
+	static const char *const contents[] = {
+		"", "Hello", " world", "quote\" back\\ slash", "tab\tnl\ncr\r\b\f",
+		"\x01\x1f ctl", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "bad \xff\xc3 x",
+		"</script>"};
+	sl_oai_meta metas[2] = {{.id = "chatcmpl-1\"x", .model = "m\\o", .created = 1700000000},
+	                        {.id = "c2", .model = "gpt", .created = -5, .system_fingerprint = "fp"}};
+	srand(7);
+	for (int k = 0; k < 2; k++)
+		for (int chat = 0; chat < 2; chat++) {
+			sl_oai_kind kind = chat ? SL_OAI_CHAT : SL_OAI_COMPLETION;
+			sl_dynbuf pre;
+			sl_dynbuf_init(&pre, 4096);
+			assert_int_equal(sl_oai_sse_chunk_prefix(&pre, &metas[k], kind), SL_OK);
+			for (size_t c = 0; c < sizeof contents / sizeof *contents + 200; c++) {
+				char rnd[64];
+				const char *t;
+				size_t tl;
+				if (c < sizeof contents / sizeof *contents) {
+					t = contents[c];
+					tl = strlen(t);
+				} else { /* random bytes, NULs included */
+					tl = (size_t)rand() % sizeof rnd;
+					for (size_t i = 0; i < tl; i++)
+						rnd[i] = (char)(rand() & 0xff);
+					t = rnd;
+				}
+				for (int un = 0; un < 2; un++)
+					for (size_t max = 64; max <= 1u << 20; max <<= 14) {
+						sl_dynbuf a, b;
+						sl_dynbuf_init(&a, max);
+						sl_dynbuf_init(&b, max);
+						int ra = chat ? sl_oai_sse_chat_chunk(&a, &metas[k], NULL, t, tl, NULL, un)
+						              : sl_oai_sse_text_chunk(&a, &metas[k], t, tl, NULL, un);
+						int rb = sl_oai_sse_content_chunk(&b, kind, pre.p, pre.len, t, tl, un);
+						assert_int_equal(ra, rb);
+						assert_int_equal(a.len, b.len);
+						if (a.len)
+							assert_memory_equal(a.p, b.p, a.len);
+						if (ra == SL_OK && max > 64)
+							json_decref(parse_event(&b, 0));
+						sl_dynbuf_free(&a);
+						sl_dynbuf_free(&b);
+					}
+			}
+			sl_dynbuf_free(&pre);
+		}
+}
+
 static void test_errors(void **state)
 {
 	(void)state;
@@ -391,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_chat_completion),
 		cmocka_unit_test(test_text_completion),
 		cmocka_unit_test(test_chunks),
+		cmocka_unit_test(test_content_chunk_same_bytes),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_atomic_on_toobig),
 	};
