@@ -67,22 +67,27 @@ static int emit_next(echo_call *c, int *rc_out)
 	while (c->p < c->end && !is_ws(*c->p))
 		c->p++;
 	size_t wl = (size_t)(c->p - w);
-	char stackbuf[256];
-	char *buf = stackbuf;
 	size_t len = wl + (c->sent ? 1 : 0);
-	if (len > sizeof stackbuf) {
-		buf = malloc(len);
+	char stackbuf[256];
+	char *buf = NULL;
+	const char *tok;
+	if (!c->sent || w[-1] == ' ') {
+		/* the word as it stands in the prompt, with the space before it
+		 * when it is not the first: no copy */
+		tok = c->sent ? w - 1 : w;
+	} else {
+		/* another whitespace before it: " " + word */
+		buf = len > sizeof stackbuf ? malloc(len) : stackbuf;
 		if (!buf) {
 			*rc_out = SL_ENOMEM;
 			return 0;
 		}
+		buf[0] = ' ';
+		memcpy(buf + 1, w, wl);
+		tok = buf;
 	}
-	size_t o = 0;
-	if (c->sent)
-		buf[o++] = ' ';
-	memcpy(buf + o, w, wl);
-	int rc = sl_infer_token(c->call, buf, len);
-	if (buf != stackbuf)
+	int rc = sl_infer_token(c->call, tok, len);
+	if (buf && buf != stackbuf)
 		free(buf);
 	c->sent++;
 	if (rc == SL_ETOOBIG)
