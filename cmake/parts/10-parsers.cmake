@@ -1,6 +1,7 @@
 # 10-parsers.cmake - the HTTP gateway's parsers and serialisers:
 #   src/core/utf8      strict UTF-8 validation
-#   src/http/openai_req   OpenAI request parsing/validation (jansson)
+#   src/http/openai_req   OpenAI request parsing/validation (hand-written fast
+#                         path, jansson for the rest and for every error)
 #   src/http/openai_json  OpenAI response / SSE writers
 #   src/worker/openai/sse incremental SSE parser + stream chunk extractor
 # They depend only on sluice.h's status enum, core/dynbuf (bounded buffer),
@@ -31,11 +32,19 @@ target_link_libraries(bench_sse_extract PRIVATE PkgConfig::JANSSON)
 set_target_properties(bench_sse_extract PROPERTIES OUTPUT_NAME sse_extract
   RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
 
+# Micro-benchmark: the request parser's fast path vs its jansson path (JSON lines).
+add_executable(bench_openai_req bench/openai_req.c ${SL_PARSER_STANDALONE})
+target_include_directories(bench_openai_req PRIVATE
+  ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(bench_openai_req PRIVATE PkgConfig::JANSSON)
+set_target_properties(bench_openai_req PROPERTIES OUTPUT_NAME openai_req
+  RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bench)
+
 # libFuzzer harnesses: fuzz_NAME runs on fuzz/corpus/NAME (see `make fuzz`).
 # They link only the sources above + jansson, not sluice_obj, so the rest of
 # the library need not be built with fuzzer instrumentation.
 if(SLUICE_FUZZ)
-  foreach(name openai_req sse chunk)
+  foreach(name openai_req openai_req_diff sse chunk)
     add_executable(fuzz_${name} fuzz/fuzz_${name}.c ${SL_PARSER_STANDALONE})
     target_include_directories(fuzz_${name} PRIVATE
       ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)

@@ -2,7 +2,21 @@
  * openai_req.h - parse and validate OpenAI request bodies for
  * POST /v1/chat/completions and POST /v1/completions.
  *
- * The body is parsed with jansson (json_loadb) using:
+ * Two parsers, one behaviour.  The body is parsed by a hand-written
+ * single-pass parser (the "fast path") that fills sl_oai_req directly,
+ * without a JSON document; whenever it meets an error of any kind, or
+ * anything it does not handle (escapes in object keys, nesting deeper than
+ * 64, numbers at the edges of int64 / double, ...), it gives up and the body
+ * is parsed again by jansson (the "jansson path", the reference).  The fast
+ * path accepts only what the jansson path accepts and yields the very same
+ * request; so every error below, message included, is the jansson path's.
+ * fuzz/fuzz_openai_req.c and fuzz_openai_req_diff.c run both on every input
+ * and compare them field by field; http/openai_req_int.h can force either
+ * path (tests, fuzzers, bench).
+ * On typical bodies the fast path is 20-47x faster (bench/openai_req.c;
+ * docs/internals/http.md has the figures).
+ *
+ * The reference is jansson's json_loadb with:
  *   JSON_REJECT_DUPLICATES - a key given twice is a 400.  Different JSON
  *       libraries keep the first or the last duplicate; rejecting them means
  *       sluice, a proxy in front of it and an upstream it forwards to can
@@ -13,7 +27,9 @@
  *       prompts (they carry a length); it is rejected (invalid_value) in the
  *       short identifier-like strings: model, role, name, user, stop.
  * jansson rejects invalid UTF-8 anywhere in the text (strict: overlongs,
- * surrogates and > U+10FFFF included) and nests at most 2048 levels deep.
+ * surrogates and > U+10FFFF included) and escaped lone surrogates ("\ud800"
+ * alone or followed by anything but a low surrogate escape, "\udc00"), and
+ * nests at most 2048 levels deep.
  *
  * Validation rules (all 400, type "invalid_request_error"; `code`, `param`):
  *   malformed JSON ............................ invalid_json, NULL
@@ -65,8 +81,9 @@
  *       accepted by the HTTP layer, the *prompt* is what is too long).
  * Integer fields also accept a JSON real with an integral value (2.0).
  * A field whose value is JSON null is treated as not given, as OpenAI does.
- * Unknown fields are ignored (clients send many: tools, logprobs, ...); the
- * whole parsed document stays available through sl_oai_req_json().
+ * Unknown fields are ignored (clients send many: tools, logprobs, ...) but
+ * must still be valid JSON (UTF-8, no duplicate keys at any depth); the whole
+ * document stays available through sl_oai_req_json().
  *
  * Threading: pure functions, any thread; an sl_oai_req is used by one thread
  * at a time.
@@ -124,7 +141,8 @@ typedef struct sl_oai_req {
 	size_t n_stop;
 	const char *user;        /* NULL when absent */
 	int n;                   /* always 1 after a successful parse */
-	void *_json;             /* private: the parsed document (json_t *) */
+	void *_json;             /* private: the parsed document (json_t *);
+	                            NULL until sl_oai_req_json() after the fast path */
 } sl_oai_req;
 
 /* An OpenAI-style error, ready for openai_json's error writers. */
@@ -143,7 +161,9 @@ typedef struct sl_oai_error {
  * NULL and, when err is non-NULL, *err describes the problem (see the table
  * above).  Returns SL_OK, SL_EINVAL (any validation error), SL_ETOOBIG
  * (context_length_exceeded), or SL_ENOMEM (err: 500 "server_error").
- * Any thread. */
+ * Memory: a request from the fast path is one allocation of about twice the
+ * body (a copy of it plus the decoded strings), plus one for a chat of more
+ * than 8 messages.  Any thread. */
 int sl_oai_req_parse(sl_oai_kind kind, const char *body, size_t len,
                      const sl_oai_limits *lim, sl_oai_req **out,
                      sl_oai_error *err);
@@ -153,7 +173,12 @@ void sl_oai_req_free(sl_oai_req *r);
 
 /* The parsed JSON document (a json_t * object), owned by r, for callers that
  * forward the request with its unknown fields (e.g. to an OpenAI upstream).
- * Valid until sl_oai_req_free(r).  Do not modify it. */
+ * Valid until sl_oai_req_free(r).  Do not modify it.  A request built by the
+ * fast path has no document until the first call, which parses a copy of
+ * the body with jansson (as the jansson path would have: same flags, same
+ * result) and keeps it; so the first call costs a jansson parse, and
+ * modifies r (the thread using r calls it).  Returns NULL when that parse
+ * runs out of memory (a later call tries again). */
 const void *sl_oai_req_json(const sl_oai_req *r);
 
 /* Flattens the request into one prompt text for workers that take text:

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <jansson.h>
 
 #include "http/openai_req.h"
+#include "http/openai_req_int.h"
 
 static sl_oai_req *ok_parse(sl_oai_kind k, const char *body, const sl_oai_limits *lim)
 {
@@ -548,7 +550,7 @@ static void test_jansson_oom(void **state)
 		alloc_budget = budget;
 		sl_oai_req *r;
 		sl_oai_error err;
-		int rc = sl_oai_req_parse(CHAT, b, strlen(b), NULL, &r, &err);
+		int rc = sl__oai_req_parse_ex(CHAT, b, strlen(b), NULL, &r, &err, SL__OAI_JANSSON_ONLY);
 		if (rc == SL_OK) {
 			saw_ok = 1;
 			sl_oai_req_free(r);
@@ -562,8 +564,524 @@ static void test_jansson_oom(void **state)
 		}
 	}
 	alloc_budget = -1;
-	json_set_alloc_funcs(malloc, free);
 	assert_true(saw_ok);
+	/* the fast path needs no jansson allocation; its lazy document is NULL
+	 * when jansson runs out of memory, and is built on a later call */
+	sl_oai_req *r;
+	assert_int_equal(sl_oai_req_parse(CHAT, b, strlen(b), NULL, &r, NULL), SL_OK);
+	assert_true(sl__oai_req_is_fast(r));
+	alloc_budget = 0;
+	assert_null(sl_oai_req_json(r));
+	alloc_budget = -1;
+	assert_true(json_is_object((const json_t *)sl_oai_req_json(r)));
+	sl_oai_req_free(r);
+	json_set_alloc_funcs(malloc, free);
+}
+
+/* ------------------------------------------------------------ fast path */
+
+static int same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_bytes(const char *a, size_t al, const char *b, size_t bl)
+{
+	if (!a || !b)
+		return !a && !b && al == bl;
+	return al == bl && memcmp(a, b, al) == 0 && a[al] == '\0' && b[bl] == '\0';
+}
+
+/* The fast and the jansson path give identical requests. */
+static void assert_same_req(const sl_oai_req *r, const sl_oai_req *j)
+{
+	assert_int_equal(r->kind, j->kind);
+	assert_true(same_str(r->model, j->model));
+	assert_int_equal(r->n_messages, j->n_messages);
+	for (size_t i = 0; i < r->n_messages; i++) {
+		assert_true(same_str(r->messages[i].role, j->messages[i].role));
+		assert_true(same_bytes(r->messages[i].content, r->messages[i].content_len,
+		                       j->messages[i].content, j->messages[i].content_len));
+		assert_true(same_str(r->messages[i].name, j->messages[i].name));
+	}
+	assert_true(same_bytes(r->prompt, r->prompt_len, j->prompt, j->prompt_len));
+	assert_int_equal(r->input_bytes, j->input_bytes);
+	assert_int_equal(r->stream, j->stream);
+	assert_int_equal(r->include_usage, j->include_usage);
+	assert_int_equal(r->max_tokens, j->max_tokens);
+	assert_memory_equal(&r->temperature, &j->temperature, sizeof(double));
+	assert_memory_equal(&r->top_p, &j->top_p, sizeof(double));
+	assert_int_equal(r->has_seed, j->has_seed);
+	assert_true(r->seed == j->seed);
+	assert_int_equal(r->n_stop, j->n_stop);
+	assert_true(!r->stop == !j->stop);
+	for (size_t i = 0; i <= r->n_stop && r->stop; i++)
+		assert_true(same_str(r->stop[i], j->stop[i]));
+	assert_true(same_str(r->user, j->user));
+	assert_int_equal(r->n, j->n);
+	assert_true(json_equal((json_t *)sl_oai_req_json(r), (json_t *)sl_oai_req_json(j)));
+}
+
+/* Parses body with the fast path alone (it must accept), with the public
+ * entry (which must take the fast path) and with jansson alone; all three
+ * agree.  Returns the public entry's request. */
+static sl_oai_req *fast_parse_lim(sl_oai_kind k, const char *body, size_t len,
+                                  const sl_oai_limits *lim)
+{
+	sl_oai_req *f, *r, *j;
+	sl_oai_error err;
+	int rc = sl__oai_req_parse_ex(k, body, len, lim, &f, &err, SL__OAI_FAST_ONLY);
+	if (rc != SL_OK)
+		fail_msg("fast path declined (%d)\nbody: %.*s", rc, (int)len, body);
+	assert_true(sl__oai_req_is_fast(f));
+	assert_null(f->_json); /* built lazily */
+	assert_int_equal(sl_oai_req_parse(k, body, len, lim, &r, &err), SL_OK);
+	assert_true(sl__oai_req_is_fast(r));
+	rc = sl__oai_req_parse_ex(k, body, len, lim, &j, &err, SL__OAI_JANSSON_ONLY);
+	if (rc != SL_OK)
+		fail_msg("jansson path failed: %s\nbody: %.*s", err.message, (int)len, body);
+	assert_false(sl__oai_req_is_fast(j));
+	assert_same_req(f, j);
+	assert_same_req(r, j);
+	sl_oai_req_free(f);
+	sl_oai_req_free(j);
+	return r;
+}
+
+static sl_oai_req *fast_parse(sl_oai_kind k, const char *body)
+{
+	return fast_parse_lim(k, body, strlen(body), NULL);
+}
+
+/* The fast path declines body; the public entry then answers exactly as the
+ * jansson path (rc and the whole error, or the same request). */
+static void expect_decline_lim(sl_oai_kind k, const char *body, size_t len,
+                               const sl_oai_limits *lim)
+{
+	sl_oai_req *f = (sl_oai_req *)0x1, *r, *j;
+	sl_oai_error e1, e2;
+	memset(&e1, 0x5a, sizeof e1);
+	int rc = sl__oai_req_parse_ex(k, body, len, lim, &f, &e1, SL__OAI_FAST_ONLY);
+	if (rc != SL__OAI_DECLINED)
+		fail_msg("fast path did not decline (%d)\nbody: %.*s", rc, (int)len, body);
+	assert_null(f);
+	memset(&e1, 0, sizeof e1);
+	memset(&e2, 0, sizeof e2);
+	int a = sl_oai_req_parse(k, body, len, lim, &r, &e1);
+	int b = sl__oai_req_parse_ex(k, body, len, lim, &j, &e2, SL__OAI_JANSSON_ONLY);
+	assert_int_equal(a, b);
+	if (a == SL_OK) {
+		assert_false(sl__oai_req_is_fast(r));
+		assert_same_req(r, j);
+		sl_oai_req_free(r);
+		sl_oai_req_free(j);
+	} else {
+		assert_int_equal(e1.http_status, e2.http_status);
+		assert_string_equal(e1.type, e2.type);
+		assert_true(same_str(e1.code, e2.code));
+		assert_true(same_str(e1.param, e2.param));
+		assert_string_equal(e1.message, e2.message);
+	}
+}
+
+static void expect_decline(sl_oai_kind k, const char *body)
+{
+	expect_decline_lim(k, body, strlen(body), NULL);
+}
+
+static void test_fast_typical_bodies(void **state)
+{
+	(void)state;
+	/* the streaming client's body */
+	const char *sc = "{\"model\":\"mock\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Say something.\"}]}";
+	sl_oai_req *r = fast_parse(CHAT, sc);
+	assert_string_equal(r->model, "mock");
+	assert_int_equal(r->stream, 1);
+	assert_string_equal(r->messages[0].content, "Say something.");
+	sl_oai_req_free(r);
+	/* its JSON document is built on first use only */
+	assert_int_equal(sl_oai_req_parse(CHAT, sc, strlen(sc), NULL, &r, NULL), SL_OK);
+	assert_true(sl__oai_req_is_fast(r));
+	assert_null(r->_json);
+	const json_t *doc = sl_oai_req_json(r);
+	assert_true(json_is_object(doc));
+	assert_ptr_equal(sl_oai_req_json(r), doc); /* built once */
+	assert_true(json_is_true(json_object_get(doc, "stream")));
+	sl_oai_req_free(r);
+	/* a full chat, with unknown fields and every known one */
+	r = fast_parse(CHAT,
+		"{\"model\":\"gpt-4o\",\"messages\":["
+		"{\"role\":\"system\",\"content\":\"be brief\"},"
+		"{\"role\":\"developer\",\"content\":\"dev\"},"
+		"{\"role\":\"user\",\"name\":\"bob\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]},"
+		"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+		"{\"role\":\"tool\",\"content\":\"42\",\"tool_call_id\":\"c\"}],"
+		"\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+		"\"max_tokens\":100,\"max_completion_tokens\":50,\"temperature\":0.5,\"top_p\":1,\"seed\":-7,"
+		"\"stop\":[\"\\n\",\"END\"],\"user\":\"u1\",\"n\":1,"
+		"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+		"\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":-1.5e3}},\"required\":[\"a\"]}}}],"
+		"\"tool_choice\":\"auto\",\"logprobs\":false,\"frequency_penalty\":0,\"metadata\":{}}");
+	assert_int_equal(r->n_messages, 5);
+	assert_string_equal(r->messages[2].content, "a\nb");
+	assert_null(r->messages[2]._owned);
+	assert_string_equal(r->messages[3].content, "");
+	assert_int_equal(r->include_usage, 1);
+	assert_int_equal(r->max_tokens, 50);
+	assert_true(r->temperature == 0.5);
+	assert_int_equal(r->seed, -7);
+	assert_int_equal(r->n_stop, 2);
+	assert_string_equal(r->stop[1], "END");
+	assert_null(r->stop[2]);
+	sl_oai_req_free(r);
+	/* completions */
+	r = fast_parse(COMP, "{\"model\":\"m\",\"prompt\":\"once upon\",\"max_tokens\":5,\"stop\":\"x\",\"echo\":false,\"messages\":7}");
+	assert_string_equal(r->prompt, "once upon");
+	assert_null(r->messages);
+	assert_int_equal(r->n_stop, 1);
+	sl_oai_req_free(r);
+	r = fast_parse(COMP, "{\"model\":\"m\",\"prompt\":[ \"one\" ]}");
+	assert_string_equal(r->prompt, "one");
+	sl_oai_req_free(r);
+	r = fast_parse(COMP, "{\"model\":\"m\",\"prompt\":\"\",\"stop\":[]}");
+	assert_int_equal(r->prompt_len, 0);
+	assert_null(r->stop);
+	sl_oai_req_free(r);
+	/* nulls are not given */
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":null,\"temperature\":null,\"top_p\":null,"
+	                     "\"n\":null,\"stop\":null,\"user\":null,\"seed\":null,\"stream\":null,"
+	                     "\"stream_options\":null,\"max_completion_tokens\":null,\"prompt\":null}");
+	assert_true(r->temperature == -1);
+	sl_oai_req_free(r);
+	/* more messages than fit inline, up to the limit exactly */
+	char big[4096];
+	size_t n = (size_t)sprintf(big, "{\"model\":\"m\",\"messages\":[");
+	for (int i = 0; i < 40; i++)
+		n += (size_t)sprintf(big + n, "%s{\"role\":\"%s\",\"content\":\"m%d\"}", i ? "," : "",
+		                     i % 2 ? "assistant" : "user", i);
+	n += (size_t)sprintf(big + n, "]}");
+	sl_oai_limits lim = {.max_messages = 40};
+	r = fast_parse_lim(CHAT, big, n, &lim);
+	assert_int_equal(r->n_messages, 40);
+	assert_string_equal(r->messages[39].content, "m39");
+	sl_oai_req_free(r);
+	lim.max_messages = 39;
+	expect_decline_lim(CHAT, big, n, &lim);
+	expect_err_lim(CHAT, big, n, &lim, SL_EINVAL, 400, "array_above_max_length", "messages", NULL);
+}
+
+static void test_fast_whitespace(void **state)
+{
+	(void)state;
+	sl_oai_req *r = fast_parse(CHAT,
+		" \r\n\t{ \"model\" : \"m\" ,\n \"messages\" :\t[ { \"role\" : \"user\" , \"content\" : "
+		"[ { \"type\" : \"text\" , \"text\" : \"a\" } , {\"text\":\"b\" ,\"type\":\"text\"} ] , \"name\" : null } ] ,"
+		" \"stop\" : [ \"x\" , \"y\" ] , \"stream\" : true , \"stream_options\" : { \"include_usage\" : false ,"
+		" \"other\" : [ ] } , \"seed\" : -0 , \"x\" : { } }\r\n ");
+	assert_string_equal(r->messages[0].content, "a\nb");
+	assert_int_equal(r->n_stop, 2);
+	assert_int_equal(r->stream, 1);
+	assert_int_equal(r->include_usage, 0);
+	assert_int_equal(r->has_seed, 1);
+	assert_int_equal(r->seed, 0);
+	sl_oai_req_free(r);
+	/* not JSON whitespace: form feed, NBSP, a trailing NUL or garbage */
+	expect_decline(CHAT, "\f{\"model\":\"m\"," MSGS "}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS "}\xc2\xa0");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS "} x");
+	static const char nul_tail[] = "{\"model\":\"m\"," MSGS "}\0";
+	expect_decline_lim(CHAT, nul_tail, sizeof nul_tail - 1, NULL);
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",}");
+	expect_decline(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},]}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":[1,]}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":01}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":tru}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":truex}");
+	expect_decline(CHAT, "");
+	expect_decline(CHAT, "   ");
+	expect_decline(CHAT, "[]");
+	expect_decline(CHAT, "{}");
+}
+
+static void test_fast_duplicates_at_depth(void **state)
+{
+	(void)state;
+	static const char *const dups[] = {
+		"{\"model\":\"m\",\"model\":\"m\"," MSGS "}",
+		"{\"model\":null,\"model\":\"m\"," MSGS "}",
+		"{\"model\":\"m\"," MSGS ",\"messages\":[]}",
+		"{\"model\":\"m\"," MSGS ",\"x\":1,\"x\":1}",
+		"{\"model\":\"m\"," MSGS ",\"prompt\":1,\"prompt\":2}", /* ignored by chat, still a duplicate */
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"role\":\"user\",\"content\":\"x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"content\":\"y\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"name\":null,\"name\":\"a\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"t\":1,\"t\":2}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\",\"text\":\"b\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"type\":\"text\",\"text\":\"a\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\",\"c\":{},\"c\":{}}]}]}",
+		"{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"include_usage\":true,\"include_usage\":false}}",
+		"{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"a\":1,\"a\":1}}",
+		"{\"model\":\"m\"," MSGS ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\",\"parameters\":"
+		"{\"properties\":{\"x\":{\"type\":\"string\",\"type\":\"string\"}}}}}]}",
+		"{\"model\":\"m\"," MSGS ",\"a\":[[[[[[{\"k\":1,\"j\":[{\"k\":1}],\"k\":2}]]]]]]}",
+		"{\"model\":\"m\"," MSGS ",\"\xc3\xa9\":1,\"\xc3\xa9\":2}",
+		"{\"model\":\"m\"," MSGS ",\"k\":1,\"\\u006b\":2}", /* the same key, escaped */
+	};
+	for (size_t i = 0; i < sizeof dups / sizeof dups[0]; i++) {
+		expect_decline(CHAT, dups[i]);
+		expect_err(CHAT, dups[i], "invalid_json", NULL, "duplicate object key");
+	}
+	/* the same key in sibling or nested objects is no duplicate */
+	sl_oai_req *r = fast_parse(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"k\":{\"k\":{\"k\":1}}},"
+	                                 "{\"role\":\"user\",\"content\":\"y\",\"k\":[{\"k\":1},{\"k\":2}]}],\"k\":{\"model\":1}}");
+	assert_int_equal(r->n_messages, 2);
+	sl_oai_req_free(r);
+}
+
+static void test_fast_escapes(void **state)
+{
+	(void)state;
+	sl_oai_req *r = fast_parse(CHAT,
+		"{\"model\":\"m\\/x\",\"messages\":[{\"role\":\"user\",\"content\":"
+		"\"q\\\"b\\\\s\\/f\\b\\f\\n\\r\\t|\\u00e9\\u4E2D\\uD83D\\uDE00\\u0000\\uffff|\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"}],"
+		"\"user\":\"\\u00fc\",\"stop\":[\"\\r\\n\",\"\\u2028\"]}");
+	static const char want[] = "q\"b\\s/f\b\f\n\r\t|\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\0\xef\xbf\xbf|"
+	                           "\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80";
+	assert_string_equal(r->model, "m/x");
+	assert_int_equal(r->messages[0].content_len, sizeof want - 1);
+	assert_memory_equal(r->messages[0].content, want, sizeof want - 1);
+	assert_int_equal(r->input_bytes, sizeof want - 1);
+	assert_string_equal(r->user, "\xc3\xbc");
+	assert_string_equal(r->stop[1], "\xe2\x80\xa8");
+	sl_oai_req_free(r);
+	/* long strings cross the 8-byte scanner at every alignment */
+	for (size_t pad = 0; pad < 20; pad++) {
+		char b[256], c[64];
+		memset(c, 'a', pad);
+		c[pad] = '\0';
+		snprintf(b, sizeof b, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\\n%s\\u00e9%s\"}]}",
+		         c, c, c);
+		r = fast_parse(CHAT, b);
+		assert_int_equal(r->messages[0].content_len, 3 * pad + 3);
+		sl_oai_req_free(r);
+	}
+	/* lone surrogate escapes: jansson rejects them, the fast path declines */
+	static const char *const bad[] = {
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800\\u0041\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800\\ud800\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\udc00\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\udfff\\ud800\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\u12\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\u12g4\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\'\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"tab\there\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\u",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud83d\\u",
+		/* invalid UTF-8: overlong, surrogate, > U+10FFFF, stray, truncated */
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xc0\xaf\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xe0\x80\xaf\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xed\xa0\x80\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xf4\x90\x80\x80\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\x80\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xe4\xb8\"}]}",
+		"{\"model\":\"m\"," MSGS ",\"\xff\":1}",
+		"{\"model\":\"m\"," MSGS ",\"x\":\"\xf5\x80\x80\x80\"}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		expect_decline(CHAT, bad[i]);
+		expect_err(CHAT, bad[i], "invalid_json", NULL, NULL);
+	}
+	/* "\u0000": fine in content and prompt, invalid_value in short strings */
+	r = fast_parse(COMP, "{\"model\":\"m\",\"prompt\":\"a\\u0000b\"}");
+	assert_int_equal(r->prompt_len, 3);
+	sl_oai_req_free(r);
+	r = fast_parse(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"\\u0000\"},{\"type\":\"text\",\"text\":\"\\u0000\"}]}]}");
+	assert_int_equal(r->messages[0].content_len, 3);
+	assert_memory_equal(r->messages[0].content, "\0\n\0", 4);
+	sl_oai_req_free(r);
+	expect_decline(CHAT, "{\"model\":\"a\\u0000\"," MSGS "}");
+	expect_decline(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"name\":\"\\u0000\"}]}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"user\":\"\\u0000\"}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"stop\":\"a\\u0000\"}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"stop\":[\"a\",\"\\u0000\"]}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\\u0000\":1}");
+	/* escapes in keys and in role / type values are left to jansson */
+	expect_decline(CHAT, "{\"mod\\u0065l\":\"m\"," MSGS "}");
+	expect_decline(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"us\\u0065r\",\"content\":\"x\"}]}");
+	expect_decline(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"t\\u0065xt\",\"text\":\"x\"}]}]}");
+	/* a raw NUL byte inside a string */
+	static const char nul_body[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\0b\"}]}";
+	expect_decline_lim(CHAT, nul_body, sizeof nul_body - 1, NULL);
+}
+
+static void test_fast_numbers(void **state)
+{
+	(void)state;
+	sl_oai_req *r;
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":1e2,\"n\":1.0,\"seed\":-0}");
+	assert_int_equal(r->max_tokens, 100);
+	assert_int_equal(r->seed, 0);
+	sl_oai_req_free(r);
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"max_completion_tokens\":2.0,\"seed\":1E+1,\"n\":10e-1}");
+	assert_int_equal(r->max_tokens, 2);
+	assert_int_equal(r->seed, 10);
+	sl_oai_req_free(r);
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":-0.0,\"top_p\":-0}");
+	assert_true(r->temperature == 0.0 && signbit(r->temperature));
+	assert_true(r->top_p == 0.0 && !signbit(r->top_p)); /* an integer 0 */
+	sl_oai_req_free(r);
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":0.1e1,\"top_p\":0.30000000000000004}");
+	assert_true(r->temperature == 1.0);
+	assert_true(r->top_p == 0.30000000000000004);
+	sl_oai_req_free(r);
+	/* digits past Clinger's fast path go through strtod */
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":1.9999999999999999999999,\"top_p\":1e-30,\"seed\":1.5e18}");
+	assert_true(r->temperature == 2.0);
+	assert_true(r->top_p == 1e-30);
+	assert_int_equal(r->seed, 1500000000000000000LL);
+	sl_oai_req_free(r);
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"seed\":9223372036854775807}");
+	assert_int_equal(r->seed, INT64_MAX);
+	sl_oai_req_free(r);
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"seed\":-9223372036854775808}");
+	assert_int_equal(r->seed, INT64_MIN);
+	sl_oai_req_free(r);
+	/* big numbers in unknown fields: kept when jansson keeps them */
+	r = fast_parse(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":[1.5e299,-1e299,4.9e-324,1e-400,"
+	                     "0.000001,123456789012345678,-0,0e0,1E1,12345678901234567890.5]}");
+	sl_oai_req_free(r);
+	/* errors and the boundaries left to jansson */
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":1.5}");
+	expect_err(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":1.5}", "invalid_type", "max_tokens", NULL);
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"seed\":9223372036854775808}");
+	expect_err(CHAT, "{\"model\":\"m\"," MSGS ",\"seed\":9223372036854775808}", "invalid_json", NULL, "too big integer");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"seed\":-9223372036854775809}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":123456789012345678901234567890}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":1e309}");
+	expect_err(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":1e309}", "invalid_json", NULL, "overflow");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":1e301}"); /* valid, but near the edge */
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":1.7976931348623157e308}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"x\":0e400}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"seed\":9.3e18}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"n\":2}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"n\":0.0}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":2.0000000000000004}");
+	expect_decline(CHAT, "{\"model\":\"m\"," MSGS ",\"top_p\":-1e-300}");
+	static const char *const bad[] = {"-", "1.", ".5", "+1", "1e", "1e+", "-a", "0x1", "1.e2", "- 1", "NaN", "Infinity"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char b[128];
+		snprintf(b, sizeof b, "{\"model\":\"m\"," MSGS ",\"x\":%s}", bad[i]);
+		expect_decline(CHAT, b);
+		expect_err(CHAT, b, "invalid_json", NULL, NULL);
+	}
+}
+
+static void test_fast_declines_and_rules(void **state)
+{
+	(void)state;
+	/* deeper than the fast path goes: jansson decides */
+	char deep[512];
+	size_t n = (size_t)sprintf(deep, "{\"model\":\"m\"," MSGS ",\"x\":");
+	for (int i = 0; i < 100; i++)
+		deep[n++] = '[';
+	for (int i = 0; i < 100; i++)
+		deep[n++] = ']';
+	deep[n++] = '}';
+	expect_decline_lim(CHAT, deep, n, NULL);
+	sl_oai_req *r;
+	assert_int_equal(sl_oai_req_parse(CHAT, deep, n, NULL, &r, NULL), SL_OK);
+	assert_false(sl__oai_req_is_fast(r));
+	sl_oai_req_free(r);
+	/* every rule of the table declines to the jansson path's error */
+	static const char *const rules[] = {
+		"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+		"{\"model\":\"\"," MSGS "}",
+		"{\"model\":5," MSGS "}",
+		"{\"model\":\"m\"}",
+		"{\"model\":\"m\",\"messages\":null}",
+		"{\"model\":\"m\",\"messages\":{}}",
+		"{\"model\":\"m\",\"messages\":[1]}",
+		"{\"model\":\"m\",\"messages\":[{}]}",
+		"{\"model\":\"m\",\"messages\":[{\"content\":\"x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":null,\"content\":\"x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"users\",\"content\":\"x\"}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":null}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[\"x\"]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"x\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":null}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":null,\"text\":\"x\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"text\":\"x\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"texts\",\"text\":\"x\"}]}]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"name\":7}]}",
+		"{\"model\":\"m\",\"prompt\":\"p\"}", /* chat without messages */
+		"{\"model\":\"m\"," MSGS ",\"stream\":1}",
+		"{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":true}",
+		"{\"model\":\"m\"," MSGS ",\"stream_options\":{}}",
+		"{\"model\":\"m\"," MSGS ",\"stream\":false,\"stream_options\":{\"include_usage\":true}}",
+		"{\"model\":\"m\"," MSGS ",\"stream_options\":{},\"stream\":false}",
+		"{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"include_usage\":1}}",
+		"{\"model\":\"m\"," MSGS ",\"max_tokens\":0}",
+		"{\"model\":\"m\"," MSGS ",\"max_tokens\":131073}",
+		"{\"model\":\"m\"," MSGS ",\"max_tokens\":\"5\"}",
+		"{\"model\":\"m\"," MSGS ",\"max_tokens\":5,\"max_completion_tokens\":0}",
+		"{\"model\":\"m\"," MSGS ",\"temperature\":2.5}",
+		"{\"model\":\"m\"," MSGS ",\"temperature\":true}",
+		"{\"model\":\"m\"," MSGS ",\"top_p\":1.01}",
+		"{\"model\":\"m\"," MSGS ",\"n\":\"1\"}",
+		"{\"model\":\"m\"," MSGS ",\"stop\":5}",
+		"{\"model\":\"m\"," MSGS ",\"stop\":\"\"}",
+		"{\"model\":\"m\"," MSGS ",\"stop\":[\"a\",1]}",
+		"{\"model\":\"m\"," MSGS ",\"stop\":[null]}",
+		"{\"model\":\"m\"," MSGS ",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
+		"{\"model\":\"m\"," MSGS ",\"user\":5}",
+		"{\"model\":\"m\"," MSGS ",\"seed\":\"5\"}",
+		"{\"model\":\"m\"," MSGS ",\"seed\":1.5}",
+	};
+	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+		expect_decline(CHAT, rules[i]);
+	static const char *const comp_rules[] = {
+		"{\"model\":\"m\"}",
+		"{\"model\":\"m\",\"prompt\":null}",
+		"{\"model\":\"m\",\"prompt\":5}",
+		"{\"model\":\"m\",\"prompt\":[]}",
+		"{\"model\":\"m\",\"prompt\":[1]}",
+		"{\"model\":\"m\",\"prompt\":[\"a\",\"b\"]}",
+		"{\"model\":\"m\",\"prompt\":[null]}",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+	};
+	for (size_t i = 0; i < sizeof comp_rules / sizeof comp_rules[0]; i++)
+		expect_decline(COMP, comp_rules[i]);
+	/* context length: the same error from the jansson path */
+	sl_oai_limits lim = {.max_input = 10};
+	const char *b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"12345\"},{\"role\":\"user\",\"content\":\"123456\"}]}";
+	expect_decline_lim(CHAT, b, strlen(b), &lim);
+	b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"12345\"},{\"role\":\"user\",\"content\":\"12345\"}]}";
+	r = fast_parse_lim(CHAT, b, strlen(b), &lim);
+	assert_int_equal(r->input_bytes, 10);
+	sl_oai_req_free(r);
+	b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"12345\"},{\"type\":\"text\",\"text\":\"1234\"}]}]}";
+	r = fast_parse_lim(CHAT, b, strlen(b), &lim);
+	assert_int_equal(r->input_bytes, 10);
+	sl_oai_req_free(r);
+	b = "{\"model\":\"m\",\"prompt\":[\"12345678901\"]}";
+	expect_decline_lim(COMP, b, strlen(b), &lim);
+	/* the fast path's own limit on unknown keys: left to jansson */
+	char many[8192];
+	n = (size_t)sprintf(many, "{\"model\":\"m\"," MSGS);
+	for (int i = 0; i < 300; i++)
+		n += (size_t)sprintf(many + n, ",\"k%d\":%d", i, i);
+	many[n++] = '}';
+	expect_decline_lim(CHAT, many, n, NULL);
 }
 
 int main(void)
@@ -587,6 +1105,12 @@ int main(void)
 		cmocka_unit_test(test_error_set_truncates_on_char_boundary),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_jansson_oom),
+		cmocka_unit_test(test_fast_typical_bodies),
+		cmocka_unit_test(test_fast_whitespace),
+		cmocka_unit_test(test_fast_duplicates_at_depth),
+		cmocka_unit_test(test_fast_escapes),
+		cmocka_unit_test(test_fast_numbers),
+		cmocka_unit_test(test_fast_declines_and_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
