@@ -546,8 +546,7 @@ static int jx_string(jx *x, int is_key)
 	const char *start = p;
 	int esc = 0;
 	for (;;) {
-		while (p < end && sl_json_byte_class[(unsigned char)*p] == 0)
-			p++;
+		p = sl_json_plain_end(p, end);
 		if (p >= end)
 			return SL_EINVAL;
 		unsigned char c = (unsigned char)*p;
