@@ -1553,6 +1553,31 @@ static void disable_fn(void *arg)
 	}
 }
 
+/* SO_REUSEPORT lets every shard have its own listener on one port, but it
+ * would also let a second sluice (same user) join a port another process
+ * already serves, and the two would split its traffic without a word.  So
+ * before the shards bind, a probe binds the address without SO_REUSEPORT:
+ * EADDRINUSE there means someone else is listening.  0, or -1 with errno. */
+static int port_free(const char *host, uint16_t port)
+{
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	if (port == 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return 0; /* any port is a fresh one; a bad host fails below */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc == 0 ? 0 : -1;
+}
+
 static int bind_socket(const char *host, uint16_t port, uint16_t *bound)
 {
 	struct sockaddr_in sa;
@@ -1632,6 +1657,12 @@ int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out
 	}
 	atomic_init(&s->accepting, 1);
 	uint16_t port = opts->port;
+	if (port_free(s->host, port) != 0) {
+		SL_LOG(SL_LOG_ERROR, "event=bind_failed host=%s port=%u error=\"%s\"", s->host, port,
+		       strerror(errno));
+		sl_server_destroy(s);
+		return SL_ESYS;
+	}
 	for (unsigned i = 0; i < s->n; i++) {
 		srv_shard *ss = calloc(1, sizeof *ss);
 		if (!ss) {
