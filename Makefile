@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all setup build run demo test test-fast test-asan test-tsan e2e-deps bench bench-gateway fuzz install clean
+.PHONY: all setup build run demo test test-fast test-asan test-tsan e2e-deps bench bench-gateway bench-latency fuzz install clean
 
 all: build
 
@@ -56,6 +56,11 @@ bench: build
 # sluice beside nginx, Portkey and nullplatform in ../shared/bench's harness.
 bench-gateway: build
 	scripts/bench-gateway.sh $(BENCH_ARGS)
+
+# Latency added at a steady request rate (open loop, 1k/5k/10k req/s): the
+# upstream directly, the nginx proxy peer and sluice (docs/benchmarks.md).
+bench-latency: build
+	scripts/bench-latency.sh $(BENCH_ARGS)
 
 # The end-to-end tests' client (the official openai package, pinned).
 e2e-deps:

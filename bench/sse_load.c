@@ -27,6 +27,36 @@
  *                 keep-alive connection; requests started in the window
  *                 [--warmup, --warmup + S) are recorded; afterwards no new
  *                 request starts and those in flight get --drain-s.
+ *   --rate R --duration S (R > 0, no --hold)
+ *                 open loop (constant arrival rate, as wrk2): request j is
+ *                 scheduled at t0 + j/R on the monotonic clock, whatever the
+ *                 answers do.  Each loop has one timer, armed for its next
+ *                 scheduled request (--tick-us 0, the default; libevent's
+ *                 precise timer, a timerfd) or firing every --tick-us N µs;
+ *                 when it fires it sends every request that is due.  Thread
+ *                 i of T takes requests j = i, i+T, i+2T...  A request goes
+ *                 on an idle keep-alive connection of its loop; when none is
+ *                 idle a new one is opened, up to the loop's share of --conc;
+ *                 at the cap the request waits (FIFO) for the first
+ *                 connection that frees up.  Latency counts from the
+ *                 *scheduled* time (coordinated-omission correction), so a
+ *                 stalled server or a client that falls behind shows in the
+ *                 figures instead of hiding in fewer samples; "svc_*" counts
+ *                 from the actual write (uncorrected), "send_lag_*" is write
+ *                 minus schedule, and "late_sends" counts writes more than
+ *                 1 ms behind schedule.  Requests scheduled in
+ *                 [--warmup, --warmup + S) are recorded; the rest of the
+ *                 run is as the closed loop (--drain-s, then "unfinished",
+ *                 or "not_sent" for requests still waiting for a connection).
+ *                 Every recorded request ends exactly once:
+ *                 scheduled = completed + error_count.
+ *
+ * Answers: SSE streams by default (the rules above).  With --no-stream (the
+ * body says "stream":false) or a --body-file without "stream":true the
+ * answer is one JSON document: it is kept whole (at most 1 MiB, else
+ * "too_long") and a request is completed when it got 200 and the document
+ * has a non-empty "content" string (a chat.completion's
+ * choices[0].message.content), else "no_content".
  *
  * Threads: --threads T runs T event loops (libevent, epoll), connection i on
  * loop i % T; counters are per thread and merged at the end, plus a few
@@ -58,6 +88,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -68,6 +99,11 @@
 #define MAX_KINDS 64
 #define MAX_EXTRA_HEADERS 16
 #define RECONNECT_DELAY_US 10000 /* closed loop: after a failed connection */
+#define LATE_US 1000               /* open loop: a write this far behind schedule is late */
+#define MAX_PENDING (1u << 20)     /* open loop: requests waiting for a connection, per
+                                      thread; beyond it a request fails "backlog_full" */
+#define MAX_BODY_FILE (1u << 20)
+#define OPEN_DEFAULT_CONC 256      /* open loop: default connection cap */
 
 /* ------------------------------------------------------------ options */
 
@@ -86,7 +122,12 @@ static struct {
 	long expect_tokens;
 	const char *ready_file;
 	int progress;
+	int open;          /* --rate R > 0 with --duration: open loop */
+	int sse;           /* the answers are SSE streams (else one JSON document) */
+	const char *body_file;
+	double tick_us;    /* open loop: 0 = timer at the next scheduled request */
 } opt = {.model = "mock",
+         .sse = 1,
          .message = "Say something.",
          .conc = 1,
          .threads = 1,
@@ -181,7 +222,9 @@ typedef struct kind_count {
 
 typedef struct thr thr;
 
-enum { ST_IDLE, ST_CONNECTING, ST_SENDING, ST_HDR, ST_BODY, ST_DONE };
+/* ST_IDLE: no connection (closed loop and hold: not started / reconnecting);
+ * ST_READY: open loop, connected and idle (on the thread's idle list). */
+enum { ST_IDLE, ST_CONNECTING, ST_SENDING, ST_HDR, ST_BODY, ST_DONE, ST_READY };
 enum { BODY_CHUNKED, BODY_LENGTH, BODY_EOF };
 enum { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
 
@@ -200,6 +243,11 @@ typedef struct conn {
 	int64_t remaining;
 	buf hdr, line, data;
 	int tokens, done, sse_error, counted_first, settled;
+	/* open loop (owned by the connection's thread) */
+	int64_t t_sched;               /* the request's scheduled time */
+	int has_req;                   /* a request is on this connection */
+	int in_idle;
+	struct conn *idle_next, *idle_prev;
 } conn;
 
 struct thr {
@@ -219,6 +267,21 @@ struct thr {
 	kind_count kinds[MAX_KINDS];
 	int n_kinds;
 	char first_error[200];
+	/* open loop (owned by the thread) */
+	struct event *sched_ev;
+	int64_t next_j;      /* global index of this thread's next request */
+	int64_t next_tick;   /* --tick-us N: the next tick on the fixed grid */
+	conn *idle;          /* idle connections, most recently used first */
+	conn **free_slot;    /* connection slots with no socket (a stack) */
+	unsigned n_free;
+	unsigned connecting, busy, peak_conns;
+	int64_t *pq;         /* requests waiting for a connection: scheduled times, */
+	size_t pq_head, pq_len, pq_cap; /* a FIFO ring, at most MAX_PENDING */
+	int pumping, repump, finished;
+	uint64_t sent, late_sends, conn_waits, idle_closed;
+	samples svc_us, lag_us; /* latency from the schedule is total_us */
+	int64_t runq_ns;     /* time runnable but waiting for a CPU (-1: unknown) */
+	int64_t t_last_done; /* when the last recorded request completed */
 };
 
 static void err_add(thr *t, const char *kind, uint64_t n)
@@ -246,11 +309,16 @@ static void err_count(thr *t, const char *kind, const char *detail)
 		         detail ? detail : "");
 }
 
+static void errno_kind(char *k, size_t cap, const char *what, int e)
+{
+	const char *nm = strerrorname_np(e);
+	snprintf(k, cap, "%s_%s", what, nm ? nm : "errno");
+}
+
 static void err_errno(thr *t, const char *what, int e)
 {
 	char k[40];
-	const char *nm = strerrorname_np(e);
-	snprintf(k, sizeof k, "%s_%s", what, nm ? nm : "errno");
+	errno_kind(k, sizeof k, what, e);
 	err_count(t, k, strerror(e));
 }
 
@@ -258,6 +326,9 @@ static void err_errno(thr *t, const char *what, int e)
 
 static void start_conn(conn *c);
 static void send_request(conn *c);
+static void ol_fail(conn *c, const char *kind, const char *detail);
+static void ol_done(conn *c, int reuse);
+static int has_content(const char *s, size_t n);
 
 static int in_window(int64_t t)
 {
@@ -317,6 +388,10 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
  * still open; hold mode: the stream is over. */
 static void next_or_finish(conn *c, int reuse, int after_error)
 {
+	if (opt.open) {
+		ol_done(c, reuse);
+		return;
+	}
 	if (opt.hold || atomic_load(&g_stop) || now_us() >= t_end) {
 		finish_conn(c);
 		return;
@@ -338,6 +413,10 @@ static void next_or_finish(conn *c, int reuse, int after_error)
 /* A request failed: count it (if recorded), drop the connection. */
 static void fail(conn *c, const char *kind, const char *detail)
 {
+	if (opt.open) {
+		ol_fail(c, kind, detail);
+		return;
+	}
 	if (c->recording)
 		err_count(c->t, kind, detail);
 	mark_ended_stream(c);
@@ -346,6 +425,12 @@ static void fail(conn *c, const char *kind, const char *detail)
 
 static void fail_errno(conn *c, const char *what, int e)
 {
+	if (opt.open) {
+		char k[40];
+		errno_kind(k, sizeof k, what, e);
+		ol_fail(c, k, strerror(e));
+		return;
+	}
 	if (c->recording)
 		err_errno(c->t, what, e);
 	mark_ended_stream(c);
@@ -363,6 +448,16 @@ static void response_done(conn *c)
 			char k[24];
 			snprintf(k, sizeof k, "http_%d", c->status);
 			err_count(t, k, c->data.p);
+		} else if (!opt.sse) { /* one JSON document */
+			if (!c->data.len || !has_content(c->data.p, c->data.len)) {
+				err_count(t, "no_content", c->data.len ? c->data.p : NULL);
+			} else {
+				t->completed++;
+				t->t_last_done = end;
+				samples_add(&t->total_us, end - (opt.open ? c->t_sched : c->t_req));
+				if (opt.open)
+					samples_add(&t->svc_us, end - c->t_req);
+			}
 		} else if (c->sse_error) {
 			err_count(t, "sse_error", c->data.p);
 		} else if (!c->done) {
@@ -374,8 +469,13 @@ static void response_done(conn *c)
 			t->tokens += (uint64_t)c->tokens;
 			if (opt.expect_tokens >= 0 && c->tokens != opt.expect_tokens)
 				t->mismatch++;
-			samples_add(&t->ttft_us, c->t_first - c->t_req);
-			samples_add(&t->total_us, end - c->t_req);
+			/* open loop: from the scheduled time (see the top) */
+			int64_t from = opt.open ? c->t_sched : c->t_req;
+			t->t_last_done = end;
+			samples_add(&t->ttft_us, c->t_first - from);
+			samples_add(&t->total_us, end - from);
+			if (opt.open)
+				samples_add(&t->svc_us, end - c->t_req);
 		}
 	}
 	next_or_finish(c, !c->conn_close && c->body_mode != BODY_EOF, 0);
@@ -406,7 +506,7 @@ static int has_content(const char *s, size_t n)
 
 static void sse_dispatch(conn *c)
 {
-	if (!c->data.len)
+	if (!c->data.len || !opt.sse)
 		return;
 	const char *d = c->data.p;
 	if (!strcmp(d, "[DONE]")) {
@@ -460,6 +560,8 @@ static int sse_feed(conn *c, const char *p, size_t n)
 			buf_add(&c->data, p, n < 160 - c->data.len ? n : 160 - c->data.len, 160);
 		return 0;
 	}
+	if (!opt.sse) /* one JSON document: kept whole for the check at the end */
+		return buf_add(&c->data, p, n, MAX_LINE) ? -1 : 0;
 	while (n) {
 		const char *nl = memchr(p, '\n', n);
 		size_t take = nl ? (size_t)(nl - p) + 1 : n;
@@ -720,13 +822,24 @@ static void send_request(conn *c)
 {
 	thr *t = c->t;
 	c->t_req = now_us();
-	c->recording = opt.hold || in_window(c->t_req);
-	if (!opt.hold && c->t_req >= t_end) {
-		finish_conn(c);
-		return;
+	if (opt.open) { /* counted in ol_dispatch; decided by the schedule */
+		c->recording = in_window(c->t_sched);
+		if (c->recording) {
+			int64_t lag = c->t_req - c->t_sched;
+			t->sent++;
+			samples_add(&t->lag_us, lag);
+			if (lag > LATE_US)
+				t->late_sends++;
+		}
+	} else {
+		c->recording = opt.hold || in_window(c->t_req);
+		if (!opt.hold && c->t_req >= t_end) {
+			finish_conn(c);
+			return;
+		}
+		if (c->recording)
+			t->requests++;
 	}
-	if (c->recording)
-		t->requests++;
 	c->reqs++;
 	c->wpos = 0;
 	c->status = 0;
@@ -751,6 +864,11 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 		c->t->opened++;
 		atomic_fetch_add(&g_connected, 1);
 		event_add(c->rev, NULL);
+		if (opt.open) {
+			c->t->connecting--;
+			ol_done(c, 1); /* idle: takes the oldest waiting request, if any */
+			return;
+		}
 		send_request(c);
 		return;
 	}
@@ -761,11 +879,16 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 static void start_conn(conn *c)
 {
 	thr *t = c->t;
-	int64_t now = now_us();
-	c->recording = opt.hold || in_window(now);
-	if (atomic_load(&g_stop) || (!opt.hold && now >= t_end)) {
-		finish_conn(c);
-		return;
+	if (opt.open) { /* no request yet: ol_pump puts one on it when it is up */
+		c->recording = 0;
+		c->state = ST_CONNECTING;
+	} else {
+		int64_t now = now_us();
+		c->recording = opt.hold || in_window(now);
+		if (atomic_load(&g_stop) || (!opt.hold && now >= t_end)) {
+			finish_conn(c);
+			return;
+		}
 	}
 	int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -785,6 +908,242 @@ static void start_conn(conn *c)
 		return;
 	}
 	fail_errno(c, "connect", errno);
+}
+
+/* ------------------------------------------------------------ open loop */
+
+/* Request j's scheduled time (all threads share the one schedule). */
+static int64_t sched_at(int64_t j)
+{
+	return t_start + (int64_t)((double)j * 1e6 / opt.rate);
+}
+
+static void idle_push(thr *t, conn *c)
+{
+	c->idle_prev = NULL;
+	c->idle_next = t->idle;
+	if (t->idle)
+		t->idle->idle_prev = c;
+	t->idle = c;
+	c->in_idle = 1;
+}
+
+static void idle_remove(thr *t, conn *c)
+{
+	if (!c->in_idle)
+		return;
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
+	else
+		t->idle = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
+	c->idle_next = c->idle_prev = NULL;
+	c->in_idle = 0;
+}
+
+/* Append a scheduled time to the waiting requests; -1 when MAX_PENDING are
+ * already waiting (or no memory): the request is then the caller's to fail. */
+static int pq_push(thr *t, int64_t s)
+{
+	if (t->pq_len == t->pq_cap) {
+		if (t->pq_cap >= MAX_PENDING)
+			return -1;
+		size_t nc = t->pq_cap ? t->pq_cap * 2 : 1024;
+		int64_t *p = malloc(nc * sizeof *p);
+		if (!p)
+			return -1;
+		for (size_t i = 0; i < t->pq_len; i++)
+			p[i] = t->pq[(t->pq_head + i) % t->pq_cap];
+		free(t->pq);
+		t->pq = p;
+		t->pq_cap = nc;
+		t->pq_head = 0;
+	}
+	t->pq[(t->pq_head + t->pq_len++) % t->pq_cap] = s;
+	return 0;
+}
+
+static int64_t pq_pop(thr *t)
+{
+	int64_t s = t->pq[t->pq_head];
+	t->pq_head = (t->pq_head + 1) % t->pq_cap;
+	t->pq_len--;
+	return s;
+}
+
+/* The slot's socket is gone; the slot can be opened again. */
+static void ol_close(conn *c)
+{
+	thr *t = c->t;
+	idle_remove(t, c);
+	close_fd(c);
+	c->state = ST_IDLE;
+	t->free_slot[t->n_free++] = c;
+}
+
+/* End of the run on this thread: everything still in flight (aborting: the
+ * drain time ran out) is counted, every socket closed, the loop left. */
+static void ol_finish(thr *t, int aborting)
+{
+	for (unsigned i = 0; i < t->n; i++) {
+		conn *c = &t->c[i];
+		if (c->has_req) {
+			if (aborting && c->recording)
+				err_count(t, "unfinished", NULL);
+			c->has_req = 0;
+			t->busy--;
+		}
+		mark_ended_stream(c);
+		close_fd(c);
+		c->in_idle = 0;
+		c->state = ST_DONE;
+	}
+	t->idle = NULL;
+	while (t->pq_len) {
+		int64_t s = pq_pop(t);
+		if (in_window(s))
+			err_count(t, "not_sent", NULL);
+	}
+	t->finished = 1;
+	evtimer_del(t->sched_ev);
+	event_base_loopexit(t->base, NULL);
+}
+
+/* Waiting requests onto idle connections; new connections (up to the cap)
+ * for those no connection is on its way for.  Iterative: a nested call (a
+ * send or a connect that fails at once) only asks the outer one to go round
+ * again. */
+static void ol_pump(thr *t)
+{
+	if (t->finished)
+		return;
+	if (t->pumping) {
+		t->repump = 1;
+		return;
+	}
+	t->pumping = 1;
+	do {
+		t->repump = 0;
+		while (t->pq_len && t->idle && !t->finished) {
+			conn *c = t->idle;
+			idle_remove(t, c);
+			c->t_sched = pq_pop(t);
+			c->has_req = 1;
+			t->busy++;
+			send_request(c);
+		}
+		while (t->pq_len > t->connecting && t->n_free && !t->finished) {
+			conn *c = t->free_slot[--t->n_free];
+			t->connecting++;
+			unsigned used = t->n - t->n_free;
+			if (used > t->peak_conns)
+				t->peak_conns = used;
+			start_conn(c); /* a failure at once comes back through ol_fail */
+		}
+	} while (t->repump && !t->finished);
+	t->pumping = 0;
+	if (!t->finished && !t->pq_len && !t->busy && sched_at(t->next_j) >= t_end)
+		ol_finish(t, 0);
+}
+
+/* A request's answer ended (reuse: the connection takes another), or a new
+ * connection is up (no request on it yet). */
+static void ol_done(conn *c, int reuse)
+{
+	thr *t = c->t;
+	if (c->has_req) {
+		c->has_req = 0;
+		t->busy--;
+	}
+	if (reuse && !t->finished) {
+		c->state = ST_READY;
+		idle_push(t, c);
+	} else {
+		ol_close(c);
+	}
+	ol_pump(t);
+}
+
+/* Something failed on c.  With a request on it, that request fails; while
+ * connecting, the oldest waiting request (the one the connection was opened
+ * for, or an equivalent) fails, so that a server that refuses connections
+ * costs one attempt per request and no more; an idle connection closed by
+ * the server is only counted ("idle_closed"). */
+static void ol_fail(conn *c, const char *kind, const char *detail)
+{
+	thr *t = c->t;
+	if (c->has_req) {
+		if (c->recording)
+			err_count(t, kind, detail);
+		c->has_req = 0;
+		t->busy--;
+	} else if (c->state == ST_CONNECTING) {
+		t->connecting--;
+		if (t->pq_len > t->connecting && in_window(pq_pop(t)))
+			err_count(t, kind, detail);
+	} else if (!strcmp(kind, "eof_before_status")) {
+		t->idle_closed++;
+	} else {
+		err_count(t, kind, detail); /* e.g. bytes on an idle connection */
+	}
+	mark_ended_stream(c);
+	ol_close(c);
+	ol_pump(t);
+}
+
+/* Request scheduled at s is due: it waits for a connection (ol_pump). */
+static void ol_dispatch(thr *t, int64_t s)
+{
+	int rec = in_window(s);
+	if (rec) {
+		t->requests++;
+		if (!t->idle && !t->n_free && t->pq_len >= t->connecting)
+			t->conn_waits++; /* at the cap, every connection busy */
+	}
+	if (pq_push(t, s) != 0 && rec)
+		err_count(t, "backlog_full", NULL);
+}
+
+/* The schedule's timer: send what is due, re-arm. */
+static void sched_cb(evutil_socket_t fd, short what, void *arg)
+{
+	thr *t = arg;
+	(void)fd;
+	(void)what;
+	if (t->finished)
+		return;
+	if (atomic_load(&g_stop)) {
+		ol_finish(t, 1);
+		return;
+	}
+	int64_t now = now_us(), s;
+	while ((s = sched_at(t->next_j)) <= now && s < t_end) {
+		ol_dispatch(t, s);
+		t->next_j += opt.threads;
+	}
+	ol_pump(t);
+	if (t->finished)
+		return;
+	now = now_us();
+	int64_t delay;
+	if (s >= t_end) {
+		delay = 10000; /* schedule done: watch g_stop */
+	} else if (opt.tick_us > 0) {
+		int64_t tick = (int64_t)opt.tick_us;
+		while (t->next_tick <= now)
+			t->next_tick += tick;
+		delay = t->next_tick - now;
+	} else {
+		delay = s - now;
+	}
+	if (delay < 0)
+		delay = 0;
+	struct timeval tv = {(time_t)(delay / 1000000), (suseconds_t)(delay % 1000000)};
+	/* libevent adds tv to the time it cached when the loop woke up; the
+	 * callback took some of it */
+	event_base_update_cache_time(t->base);
+	evtimer_add(t->sched_ev, &tv);
 }
 
 /* Every 10 ms: open connections at --rate; watch g_stop. */
@@ -824,9 +1183,37 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* How long this thread has waited on a run queue, runnable but not running
+ * (ns, from /proc/thread-self/schedstat; needs CONFIG_SCHED_INFO), or -1. */
+static int64_t runq_wait_ns(void)
+{
+	unsigned long long run, wait;
+	FILE *f = fopen("/proc/thread-self/schedstat", "r");
+	if (!f)
+		return -1;
+	int ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
+	fclose(f);
+	return ok ? (int64_t)wait : -1;
+}
+
 static void *thr_main(void *arg)
 {
 	thr *t = arg;
+	if (opt.open) {
+		int64_t w0 = runq_wait_ns();
+		t->n_free = 0;
+		for (unsigned i = t->n; i-- > 0;) /* slot 0 on top */
+			t->free_slot[t->n_free++] = &t->c[i];
+		t->next_j = t->idx;
+		t->next_tick = t_start;
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake-ups on time, not 50 µs late */
+		sched_cb(-1, 0, t);
+		if (!t->finished)
+			event_base_dispatch(t->base);
+		int64_t w1 = runq_wait_ns();
+		t->runq_ns = w0 >= 0 && w1 >= 0 ? w1 - w0 : -1;
+		return NULL;
+	}
 	t->last_tick = now_us();
 	t->active = t->n;
 	if (t->n == 0)
@@ -911,11 +1298,22 @@ static void usage(FILE *f)
 	        "                    (or at the timeout)\n"
 	        "  --duration S      closed loop for S s (keep-alive; one request at a time per\n"
 	        "                    connection)\n"
-	        "  --warmup S        closed loop: S s before the window, not recorded (default 0)\n"
+	        "  --rate R --duration S  (R > 0) open loop instead: R requests per second on a\n"
+	        "                    fixed schedule over keep-alive connections (at most --conc,\n"
+	        "                    default %u); latency counts from each request's scheduled\n"
+	        "                    time (see the top of bench/sse_load.c)\n"
+	        "  --tick-us N       open loop: the timer fires every N us and sends what is due\n"
+	        "                    (default 0: it is armed for the next scheduled request)\n"
+	        "  --warmup S        closed/open loop: S s before the window, not recorded\n"
+	        "                    (default 0)\n"
 	        "  --drain-s S       after the window / the first tokens: wait at most S s for\n"
 	        "                    streams in flight, then abort them as \"unfinished\" (120)\n"
+	        "  --no-stream       \"stream\":false in the body; the answer is one JSON document\n"
+	        "  --body-file F     the request body from F (at most 1 MiB; --model and\n"
+	        "                    --message are then unused); the answer is taken as SSE when\n"
+	        "                    the body has \"stream\":true, else as one JSON document\n"
 	        "  --progress        a status line per second on stderr\n",
-	        MAX_EXTRA_HEADERS);
+	        MAX_EXTRA_HEADERS, OPEN_DEFAULT_CONC);
 }
 
 static int parse_url(const char *u)
@@ -984,7 +1382,7 @@ static const char *esc(const char *s, char *out, size_t cap)
 int main(int argc, char **argv)
 {
 	const char *url = NULL;
-	int have_duration = 0;
+	int have_duration = 0, have_conc = 0, no_stream = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		double d;
@@ -1009,10 +1407,20 @@ int main(int argc, char **argv)
 			opt.hold = 1;
 		} else if (!strcmp(a, "--progress")) {
 			opt.progress = 1;
+		} else if (!strcmp(a, "--no-stream")) {
+			opt.sse = 0;
+			no_stream = 1;
+		} else if (!strcmp(a, "--body-file") && v) {
+			opt.body_file = v, i++;
+		} else if (!strcmp(a, "--tick-us")) {
+			if (num(a, v, 0, 1e6, &opt.tick_us))
+				return 2;
+			i++;
 		} else if (!strcmp(a, "--conc")) {
 			if (num(a, v, 1, 10000000, &d))
 				return 2;
 			opt.conc = (unsigned)d, i++;
+			have_conc = 1;
 		} else if (!strcmp(a, "--threads")) {
 			if (num(a, v, 1, 256, &d))
 				return 2;
@@ -1056,6 +1464,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sse_load: give exactly one of --hold and --duration S\n");
 		return 2;
 	}
+	opt.open = !opt.hold && opt.rate > 0;
+	if (opt.open && !have_conc)
+		opt.conc = OPEN_DEFAULT_CONC;
 	if (opt.threads > opt.conc)
 		opt.threads = opt.conc;
 
@@ -1083,14 +1494,45 @@ int main(int argc, char **argv)
 	freeaddrinfo(ai);
 
 	char em[512], eh[512];
-	char body[2048];
-	int bl = snprintf(body, sizeof body,
-	                  "{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\","
-	                  "\"content\":\"%s\"}]}",
-	                  esc(opt.model, em, sizeof em), esc(opt.message, eh, sizeof eh));
-	if (bl < 0 || (size_t)bl >= sizeof body) {
-		fprintf(stderr, "sse_load: --model/--message too long\n");
-		return 2;
+	static char body[MAX_BODY_FILE + 1];
+	int bl;
+	if (opt.body_file) {
+		FILE *bf = fopen(opt.body_file, "rb");
+		if (!bf) {
+			fprintf(stderr, "sse_load: %s: %s\n", opt.body_file, strerror(errno));
+			return 2;
+		}
+		size_t got = fread(body, 1, sizeof body, bf);
+		fclose(bf);
+		if (got > MAX_BODY_FILE) {
+			fprintf(stderr, "sse_load: %s: more than %u bytes\n", opt.body_file, MAX_BODY_FILE);
+			return 2;
+		}
+		body[got] = 0;
+		bl = (int)got;
+		/* "stream" : true anywhere in the body means an SSE answer */
+		int sse = 0;
+		for (const char *q = body; (q = strstr(q, "\"stream\"")) != NULL;) {
+			q += 8;
+			q += strspn(q, " \t\r\n");
+			if (*q != ':')
+				continue;
+			q++;
+			q += strspn(q, " \t\r\n");
+			if (!strncmp(q, "true", 4))
+				sse = 1;
+		}
+		opt.sse = sse && !no_stream;
+	} else {
+		bl = snprintf(body, sizeof body,
+		              "{\"model\":\"%s\",\"stream\":%s,\"messages\":[{\"role\":\"user\","
+		              "\"content\":\"%s\"}]}",
+		              esc(opt.model, em, sizeof em), opt.sse ? "true" : "false",
+		              esc(opt.message, eh, sizeof eh));
+		if (bl < 0 || (size_t)bl >= sizeof body) {
+			fprintf(stderr, "sse_load: --model/--message too long\n");
+			return 2;
+		}
 	}
 	size_t cap = 4096 + (size_t)bl;
 	for (int i = 0; i < opt.n_headers; i++)
@@ -1100,13 +1542,15 @@ int main(int argc, char **argv)
 		return 1;
 	int n = snprintf(req_text, cap,
 	                 "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
-	                 "Accept: text/event-stream\r\nAuthorization: Bearer sk-bench\r\n"
+	                 "Accept: %s\r\nAuthorization: Bearer sk-bench\r\n"
 	                 "Content-Length: %d\r\n",
-	                 opt.path, opt.host, opt.port, bl);
+	                 opt.path, opt.host, opt.port,
+	                 opt.sse ? "text/event-stream" : "application/json", bl);
 	for (int i = 0; i < opt.n_headers; i++)
 		n += snprintf(req_text + n, cap - (size_t)n, "%s\r\n", opt.headers[i]);
-	n += snprintf(req_text + n, cap - (size_t)n, "\r\n%s", body);
-	req_len = (size_t)n;
+	n += snprintf(req_text + n, cap - (size_t)n, "\r\n");
+	memcpy(req_text + n, body, (size_t)bl);
+	req_len = (size_t)n + (size_t)bl;
 
 	thr *ts = calloc(opt.threads, sizeof *ts);
 	conn *cs = calloc(opt.conc, sizeof *cs);
@@ -1116,6 +1560,8 @@ int main(int argc, char **argv)
 	}
 	struct event_config *cfg = event_config_new();
 	event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+	if (opt.open) /* CLOCK_MONOTONIC (not _COARSE) and a timerfd: µs timers */
+		event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
 	unsigned per = opt.conc / opt.threads, extra = opt.conc % opt.threads, at = 0;
 	for (unsigned i = 0; i < opt.threads; i++) {
 		thr *t = &ts[i];
@@ -1128,6 +1574,14 @@ int main(int argc, char **argv)
 		t->tick = event_new(t->base, -1, EV_PERSIST, tick_cb, t);
 		t->c = cs + at;
 		t->n = per + (i < extra);
+		if (opt.open) {
+			t->sched_ev = evtimer_new(t->base, sched_cb, t);
+			t->free_slot = calloc(t->n, sizeof *t->free_slot);
+			if (!t->sched_ev || !t->free_slot) {
+				fprintf(stderr, "sse_load: out of memory\n");
+				return 1;
+			}
+		}
 		for (unsigned k = 0; k < t->n; k++) {
 			conn *c = &t->c[k];
 			c->t = t;
@@ -1233,13 +1687,28 @@ int main(int argc, char **argv)
 		all.opened += t->opened;
 		merge(&all.ttft_us, &t->ttft_us);
 		merge(&all.total_us, &t->total_us);
+		merge(&all.svc_us, &t->svc_us);
+		merge(&all.lag_us, &t->lag_us);
+		all.sent += t->sent;
+		all.late_sends += t->late_sends;
+		all.conn_waits += t->conn_waits;
+		all.idle_closed += t->idle_closed;
+		all.peak_conns += t->peak_conns;
+		if (t->t_last_done > all.t_last_done)
+			all.t_last_done = t->t_last_done;
+		if (t->runq_ns < 0 || all.runq_ns < 0)
+			all.runq_ns = -1;
+		else
+			all.runq_ns += t->runq_ns;
 		for (int k = 0; k < t->n_kinds; k++)
 			err_add(&all, t->kinds[k].name, t->kinds[k].n);
 		if (!all.first_error[0] && t->first_error[0])
 			memcpy(all.first_error, t->first_error, sizeof all.first_error);
 	}
-	qsort(all.ttft_us.v, all.ttft_us.n, sizeof(uint32_t), cmp_u32);
-	qsort(all.total_us.v, all.total_us.n, sizeof(uint32_t), cmp_u32);
+	samples *to_sort[] = {&all.ttft_us, &all.total_us, &all.svc_us, &all.lag_us};
+	for (size_t i = 0; i < sizeof to_sort / sizeof to_sort[0]; i++)
+		if (to_sort[i]->n) /* qsort(NULL, 0, ...) is undefined */
+			qsort(to_sort[i]->v, to_sort[i]->n, sizeof(uint32_t), cmp_u32);
 	uint64_t nerr = 0;
 	for (int k = 0; k < all.n_kinds; k++)
 		nerr += all.kinds[k].n;
@@ -1249,9 +1718,16 @@ int main(int argc, char **argv)
 	               (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
 	               (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
 	double window_s = opt.hold ? (t_fin - t_start) / 1e6 : (t_fin - t_record) / 1e6;
+	if (opt.open) {
+		/* from the window's start to the last completion: a server that
+		 * falls behind the schedule answers at a lower rate than offered */
+		window_s = opt.duration_s;
+		if (all.t_last_done && (all.t_last_done - t_record) / 1e6 > window_s)
+			window_s = (all.t_last_done - t_record) / 1e6;
+	}
 
-	printf("{\"mode\":\"%s\",\"conc\":%u,\"threads\":%u", opt.hold ? "hold" : "closed",
-	       opt.conc, opt.threads);
+	printf("{\"mode\":\"%s\",\"conc\":%u,\"threads\":%u",
+	       opt.hold ? "hold" : opt.open ? "open" : "closed", opt.conc, opt.threads);
 	printf(",\"url\":");
 	char u[1400];
 	snprintf(u, sizeof u, "%s:%s%s", opt.host, opt.port, opt.path);
@@ -1273,6 +1749,31 @@ int main(int argc, char **argv)
 			printf(",\"all_first_token_s\":%.3f", (t_all_first - t_start) / 1e6);
 		else
 			printf(",\"all_first_token_s\":null");
+	}
+	if (opt.open) {
+		/* requests = scheduled in the window = completed + error_count */
+		printf(",\"answer\":\"%s\",\"rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f"
+		       ",\"tick_us\":%.0f,\"sent\":%llu,\"late_sends\":%llu,\"conn_waits\":%llu"
+		       ",\"peak_conns\":%u,\"idle_closed\":%llu",
+		       opt.sse ? "sse" : "json", opt.rate, opt.duration_s, opt.warmup_s, opt.tick_us,
+		       (unsigned long long)all.sent, (unsigned long long)all.late_sends,
+		       (unsigned long long)all.conn_waits, all.peak_conns,
+		       (unsigned long long)all.idle_closed);
+		const samples *l = &all.total_us;
+		print_num("lat_p50_us", pct(l, 50), 0);
+		print_num("lat_p90_us", pct(l, 90), 0);
+		print_num("lat_p99_us", pct(l, 99), 0);
+		print_num("lat_p999_us", pct(l, 99.9), 0);
+		print_num("lat_max_us", l->n ? (double)l->v[l->n - 1] : -1.0, 0);
+		print_num("svc_p50_us", pct(&all.svc_us, 50), 0);
+		print_num("svc_p99_us", pct(&all.svc_us, 99), 0);
+		print_num("send_lag_p50_us", pct(&all.lag_us, 50), 0);
+		print_num("send_lag_p99_us", pct(&all.lag_us, 99), 0);
+		print_num("send_lag_max_us",
+		          all.lag_us.n ? (double)all.lag_us.v[all.lag_us.n - 1] : -1.0, 0);
+		printf(",\"sent_per_s\":%.1f", all.sent / opt.duration_s);
+		/* the client's threads runnable but kept off the CPU (other work) */
+		print_num("client_runq_ms", all.runq_ns < 0 ? -1.0 : all.runq_ns / 1e6, 0);
 	}
 	if (opt.expect_tokens >= 0)
 		printf(",\"mismatch\":%llu", (unsigned long long)all.mismatch);

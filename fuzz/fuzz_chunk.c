@@ -36,6 +36,7 @@ static void compare(const uint8_t *data, size_t size, size_t max)
 	same_str(a.role, b.role);
 	same_str(a.finish_reason, b.finish_reason);
 	CHECK(a.has_usage == b.has_usage);
+	CHECK(a.has_choice == b.has_choice);
 	CHECK(a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens);
 	CHECK(a.is_error == b.is_error);
 	same_str(a.error_message, b.error_message);
@@ -43,7 +44,7 @@ static void compare(const uint8_t *data, size_t size, size_t max)
 	same_str(a.error_code, b.error_code);
 	same_str(a.error_param, b.error_param);
 	if (ra != SL_OK)
-		CHECK(!a.content && !a.is_error && !a.has_usage && !a.done);
+		CHECK(!a.content && !a.is_error && !a.has_usage && !a.has_choice && !a.done);
 	/* parse again into the used chunk: same result */
 	int ra2 = sl_oai_chunk_parse((const char *)data, size, &a);
 	CHECK(ra2 == ra);

@@ -50,7 +50,7 @@ int sl_dynbuf_reserve(sl_dynbuf *b, size_t extra)
 	return grow(b, b->len + extra + 1);
 }
 
-int sl_dynbuf_add(sl_dynbuf *b, const void *data, size_t len)
+int sl_dynbuf_add_slow(sl_dynbuf *b, const void *data, size_t len)
 {
 	if (len > b->max || b->len > b->max - len)
 		return SL_ETOOBIG;

@@ -2,15 +2,6 @@
 #include <string.h>
 #include "core/histogram.h"
 
-unsigned sl__hist_index(uint64_t v)
-{
-	if (v < SL_HIST_SUB)
-		return (unsigned)v;
-	unsigned e = 63u - (unsigned)__builtin_clzll(v); /* e >= SUB_BITS */
-	unsigned sub = (unsigned)(v >> (e - SL_HIST_SUB_BITS)) & (SL_HIST_SUB - 1);
-	return (e - SL_HIST_SUB_BITS + 1) * SL_HIST_SUB + sub;
-}
-
 uint64_t sl__hist_upper(unsigned i)
 {
 	if (i < SL_HIST_SUB)
@@ -20,20 +11,6 @@ uint64_t sl__hist_upper(unsigned i)
 	uint64_t lo = (SL_HIST_SUB + sub) << (e - SL_HIST_SUB_BITS);
 	uint64_t width = (uint64_t)1 << (e - SL_HIST_SUB_BITS);
 	return lo + (width - 1);
-}
-
-void sl__hist_record(sl_histogram *h, uint64_t v)
-{
-	unsigned i = sl__hist_index(v);
-	atomic_store_explicit(&h->b[i],
-	                      atomic_load_explicit(&h->b[i], memory_order_relaxed) + 1,
-	                      memory_order_relaxed);
-	atomic_store_explicit(&h->sum,
-	                      atomic_load_explicit(&h->sum, memory_order_relaxed) + v,
-	                      memory_order_relaxed);
-	atomic_store_explicit(&h->count,
-	                      atomic_load_explicit(&h->count, memory_order_relaxed) + 1,
-	                      memory_order_relaxed);
 }
 
 void sl__hist_merge(sl_histogram *dst, const sl_histogram *src)

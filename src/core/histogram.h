@@ -25,11 +25,30 @@ struct sl_histogram {
 	_Atomic uint64_t b[SL_HIST_BUCKETS];
 };
 
-unsigned sl__hist_index(uint64_t v);
+static inline unsigned sl__hist_index(uint64_t v)
+{
+	if (v < SL_HIST_SUB)
+		return (unsigned)v;
+	unsigned e = 63u - (unsigned)__builtin_clzll(v); /* e >= SUB_BITS */
+	unsigned sub = (unsigned)(v >> (e - SL_HIST_SUB_BITS)) & (SL_HIST_SUB - 1);
+	return (e - SL_HIST_SUB_BITS + 1) * SL_HIST_SUB + sub;
+}
 /* Upper bound (inclusive) of bucket i. */
 uint64_t sl__hist_upper(unsigned i);
-/* Single-writer record. */
-void sl__hist_record(sl_histogram *h, uint64_t v);
+/* Single-writer record (inline: several per request on the hot path). */
+static inline void sl__hist_record(sl_histogram *h, uint64_t v)
+{
+	unsigned i = sl__hist_index(v);
+	atomic_store_explicit(&h->b[i],
+	                      atomic_load_explicit(&h->b[i], memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
+	atomic_store_explicit(&h->sum,
+	                      atomic_load_explicit(&h->sum, memory_order_relaxed) + v,
+	                      memory_order_relaxed);
+	atomic_store_explicit(&h->count,
+	                      atomic_load_explicit(&h->count, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
+}
 /* dst += src (dst owned by the caller, not shared). */
 void sl__hist_merge(sl_histogram *dst, const sl_histogram *src);
 void sl__hist_reset(sl_histogram *h);

@@ -28,11 +28,10 @@ static int string_body(sl_dynbuf *b, const char *s, size_t len)
 	size_t i = 0, run = 0; /* run: start of pending pass-through bytes */
 	int rc;
 	while (i < len) {
+		i = (size_t)(sl_json_plain_end(s + i, s + len) - s);
+		if (i == len)
+			break;
 		unsigned cl = sl_json_byte_class[u[i]];
-		if (cl == 0) {
-			i++;
-			continue;
-		}
 		if (cl == 2) {
 			size_t n = sl_utf8_seq_len(s + i, len - i);
 			if (n) {
@@ -280,11 +279,15 @@ static size_t escape_into(char *out, const char *s, size_t len)
 	char *o = out;
 	size_t i = 0;
 	while (i < len) {
-		unsigned cl = sl_json_byte_class[u[i]];
-		if (cl == 0) {
-			*o++ = (char)u[i++];
-			continue;
+		size_t run = (size_t)(sl_json_plain_end(s + i, s + len) - (s + i));
+		if (run) {
+			memcpy(o, s + i, run);
+			o += run;
+			i += run;
+			if (i == len)
+				break;
 		}
+		unsigned cl = sl_json_byte_class[u[i]];
 		if (cl == 2) {
 			size_t n = sl_utf8_seq_len(s + i, len - i);
 			if (n) {

@@ -497,13 +497,24 @@ static void error_of(const sl_result *r, int *status, const char **type,
 }
 
 /* Session's shard: a worker named the backend serving the request. */
+/* dst = a + b (b clipped to bmax bytes), clipped to cap with a NUL like
+ * snprintf("%s%.*s"): the hot path's string fields, without printf. */
+static void sjoin(char *dst, size_t cap, const char *a, const char *b, size_t bmax)
+{
+	size_t al = strnlen(a, cap - 1);
+	memcpy(dst, a, al);
+	size_t bl = strnlen(b, bmax < cap - 1 - al ? bmax : cap - 1 - al);
+	memcpy(dst + al, b, bl);
+	dst[al + bl] = '\0';
+}
+
 static void on_attr(void *user, const char *key, const char *value)
 {
 	hreq *h = user;
 	if (strcmp(key, "backend") != 0)
 		return;
 	pthread_mutex_lock(&h->mx);
-	snprintf(h->backend, sizeof h->backend, "%s", value);
+	sjoin(h->backend, sizeof h->backend, "", value, SIZE_MAX);
 	pthread_mutex_unlock(&h->mx);
 }
 
@@ -766,7 +777,7 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 	const char *rid_in = sl_h1_header(req, "X-Request-Id");
 	char rid[48];
 	if (rid_in && header_ok(rid_in, 40))
-		snprintf(rid, sizeof rid, "%s", rid_in);
+		sjoin(rid, sizeof rid, "", rid_in, SIZE_MAX);
 	else
 		make_request_id(ss, rid, sizeof rid);
 
@@ -857,16 +868,16 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 	h->ss = ss;
 	h->req = req;
 	h->pipeline = route->pipeline;
-	snprintf(h->model, sizeof h->model, "%s", route->name);
+	sjoin(h->model, sizeof h->model, "", route->name, SIZE_MAX);
 	h->pass_messages = route->pass_messages;
 	h->kind = kind;
 	h->stream = oai->stream;
 	h->include_usage = oai->include_usage;
 	h->oai = oai;
 	h->created = (int64_t)time(NULL);
-	snprintf(h->request_id, sizeof h->request_id, "%s", rid);
-	snprintf(h->resp_id, sizeof h->resp_id, "%s-%s",
-	         kind == SL_OAI_CHAT ? "chatcmpl" : "cmpl", rid);
+	sjoin(h->request_id, sizeof h->request_id, "", rid, SIZE_MAX);
+	sjoin(h->resp_id, sizeof h->resp_id, kind == SL_OAI_CHAT ? "chatcmpl-" : "cmpl-", rid,
+	      SIZE_MAX);
 	h->endpoint = kind == SL_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions";
 	if (s->dlq) {
 		h->t_submit_ms = wall_ms();
@@ -892,11 +903,11 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 
 	/* session: X-Session-Id, else the body's user, else the connection */
 	if (sess_h) {
-		snprintf(h->session, sizeof h->session, "%s", sess_h);
+		sjoin(h->session, sizeof h->session, "", sess_h, SIZE_MAX);
 	} else if (oai->user && *oai->user) {
-		snprintf(h->session, sizeof h->session, "user:%.150s", oai->user);
+		sjoin(h->session, sizeof h->session, "user:", oai->user, 150);
 	} else {
-		snprintf(h->session, sizeof h->session, "conn:%s", sl_h1_peer(req));
+		sjoin(h->session, sizeof h->session, "conn:", sl_h1_peer(req), SIZE_MAX);
 	}
 	size_t plen = 0;
 	if (sl_oai_req_prompt(oai, &h->prompt, &plen) != SL_OK || plen == 0) {
@@ -1542,6 +1553,31 @@ static void disable_fn(void *arg)
 	}
 }
 
+/* SO_REUSEPORT lets every shard have its own listener on one port, but it
+ * would also let a second sluice (same user) join a port another process
+ * already serves, and the two would split its traffic without a word.  So
+ * before the shards bind, a probe binds the address without SO_REUSEPORT:
+ * EADDRINUSE there means someone else is listening.  0, or -1 with errno. */
+static int port_free(const char *host, uint16_t port)
+{
+	struct sockaddr_in sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	if (port == 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return 0; /* any port is a fresh one; a bad host fails below */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc == 0 ? 0 : -1;
+}
+
 static int bind_socket(const char *host, uint16_t port, uint16_t *bound)
 {
 	struct sockaddr_in sa;
@@ -1621,6 +1657,12 @@ int sl_server_create(sl_runtime *rt, const sl_server_opts *opts, sl_server **out
 	}
 	atomic_init(&s->accepting, 1);
 	uint16_t port = opts->port;
+	if (port_free(s->host, port) != 0) {
+		SL_LOG(SL_LOG_ERROR, "event=bind_failed host=%s port=%u error=\"%s\"", s->host, port,
+		       strerror(errno));
+		sl_server_destroy(s);
+		return SL_ESYS;
+	}
 	for (unsigned i = 0; i < s->n; i++) {
 		srv_shard *ss = calloc(1, sizeof *ss);
 		if (!ss) {

@@ -100,7 +100,7 @@ static void map_del(sl__ps *ps, uint64_t id)
 
 static inline uint64_t ps_now(sl__ps *ps)
 {
-	return ps->now = sl_now_ns();
+	return ps->now = sl__now();
 }
 
 static void req_free(sl__req *req)
@@ -183,7 +183,7 @@ static void timer_arm(sl__ps *ps, sl__req *req)
 		event_assign(&req->timer, ps->sh->base, -1, 0, on_req_timer, req);
 		req->timer_init = 1;
 	}
-	uint64_t now = sl_now_ns();
+	uint64_t now = sl__now();
 	uint64_t d = at > now ? at - now : 0;
 	struct timeval tv = {.tv_sec = (time_t)(d / 1000000000u),
 	                     .tv_usec = (suseconds_t)((d % 1000000000u) / 1000u)};
@@ -279,7 +279,7 @@ static void finish(sl__ps *ps, sl__req *req, sl_outcome oc, int status, int stag
 		map_del(ps, req->id);
 		sl__ctr_add(&ps->live, -1);
 	}
-	uint64_t now = sl_now_ns();
+	uint64_t now = sl__now();
 	sl__ctr_add(&ps->outcomes[oc], 1);
 	if (oc == SL_OUTCOME_COMPLETED)
 		sl__hist_record(ps->e2e, now - req->t_submit);
@@ -332,7 +332,7 @@ static sl_outcome outcome_for(sl__req *req, int status)
 {
 	if (status == SL_ECANCELED)
 		return SL_OUTCOME_CANCELLED;
-	if (status == SL_ETIMEDOUT && req->deadline && sl_now_ns() >= req->deadline)
+	if (status == SL_ETIMEDOUT && req->deadline && sl__now() >= req->deadline)
 		return SL_OUTCOME_EXPIRED;
 	if (status == SL_ESHED)
 		return SL_OUTCOME_SHED;
@@ -985,15 +985,13 @@ unsigned sl__req_shard(const sl__req *req)
 static void deliver(sl__req *req, unsigned from, const char *text, size_t len)
 {
 	sl_pipeline *p = req->ps->p;
-	for (unsigned s = from; s < p->n_stages; s++) {
-		const sl_stage_ops *ops = p->stages[s].ops;
-		if (ops->on_token) {
-			uint8_t saved = req->emit_from;
-			req->emit_from = (uint8_t)(s + 1);
-			ops->on_token(req->ps->st[s].ss, &req->slots[s], text, len);
-			req->emit_from = saved;
-			return;
-		}
+	unsigned s = from < p->n_stages ? p->tok_next[from] : p->n_stages;
+	if (s < p->n_stages) {
+		uint8_t saved = req->emit_from;
+		req->emit_from = (uint8_t)(s + 1);
+		p->stages[s].ops->on_token(req->ps->st[s].ss, &req->slots[s], text, len);
+		req->emit_from = saved;
+		return;
 	}
 	if (req->on_token && len)
 		req->on_token(req->user, text, len);
@@ -1152,7 +1150,7 @@ int sl_infer_token(sl_infer *call, const char *text, size_t len)
 		req->n_tokens++;
 		sl__ctr_add(&ps->tokens_out, 1);
 		if (!req->t_first_token) {
-			req->t_first_token = sl_now_ns();
+			req->t_first_token = sl__now();
 			sl__hist_record(ps->ttft, req->t_first_token - req->t_submit);
 		}
 		req->hold++;
@@ -1534,6 +1532,11 @@ int sl_pipeline_create(sl_runtime *rt, const sl_pipeline_opts *o,
 		}
 		sd->inited = 1;
 	}
+	p->tok_next[p->n_stages] = (uint8_t)p->n_stages;
+	for (int s = (int)p->n_stages - 1; s >= 0; s--)
+		p->tok_next[s] = p->stages[s].ops && p->stages[s].ops->on_token
+		                         ? (uint8_t)s
+		                         : p->tok_next[s + 1];
 	if (rc == SL_OK) {
 		p->ps = calloc(p->n_shards, sizeof *p->ps);
 		if (!p->ps)
@@ -1689,7 +1692,7 @@ int sl_pipeline_submit(sl_pipeline *p, const sl_request *req, unsigned flags,
 		job->out.cap = keep.cap;
 		keep.p[0] = '\0';
 	}
-	job->t_submit = sl_now_ns();
+	job->t_submit = sl__now();
 	if (req->deadline_ms)
 		job->deadline = job->t_submit + req->deadline_ms * 1000000u;
 
@@ -1852,11 +1855,11 @@ int sl_pipeline_drain(sl_pipeline *p, uint64_t timeout_ms)
 		sl_queue_close(p->ps[i]->inbox_hi);
 	}
 	wake_all(p); /* fires readiness callbacks; they will see SL_ECLOSED */
-	uint64_t end = sl_now_ns() + timeout_ms * 1000000u;
+	uint64_t end = sl__now() + timeout_ms * 1000000u;
 	int rc = SL_OK;
 	struct timespec nap = {0, 1000000}; /* the control thread polls every 1 ms */
 	while (!all_idle(p)) {
-		if (sl_now_ns() >= end) {
+		if (sl__now() >= end) {
 			rc = SL_ETIMEDOUT;
 			SL_LOG(SL_LOG_WARN, "event=drain_timeout pipeline=%s timeout_ms=%" PRIu64,
 			       p->name, timeout_ms);
@@ -1864,8 +1867,8 @@ int sl_pipeline_drain(sl_pipeline *p, uint64_t timeout_ms)
 				sl__shard_call(p->rt, i, cancel_all_fn, p->ps[i]);
 			/* zombies (stages that cannot cancel) still hold memory; wait
 			 * for them a little longer, then give up. */
-			uint64_t zend = sl_now_ns() + 5000000000ull;
-			while (!all_idle(p) && sl_now_ns() < zend)
+			uint64_t zend = sl__now() + 5000000000ull;
+			while (!all_idle(p) && sl__now() < zend)
 				nanosleep(&nap, NULL);
 			break;
 		}

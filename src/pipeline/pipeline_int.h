@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdatomic.h>
+#include <time.h>
 #include "core/dynbuf.h"
 #include "core/histogram.h"
 #include "queue/mpsc.h"
@@ -216,6 +217,8 @@ struct sl_pipeline {
 	int any_timeout;
 	unsigned sink;       /* the stage without successors (the last) */
 	unsigned inference;  /* index of the inference stage, n_stages if none */
+	uint8_t tok_next[SL_MAX_STAGES + 1]; /* first stage >= s with on_token,
+	                                      * n_stages if none */
 	_Atomic int closing;
 	int drained;
 	int drain_rc;
@@ -229,6 +232,14 @@ static inline void sl__ctr_add(_Atomic uint64_t *c, int64_t d)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
 	                      memory_order_relaxed);
+}
+
+/* sl_now_ns(), inline for the hot path. */
+static inline uint64_t sl__now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void sl__ps_enter(sl__ps *ps);

@@ -65,6 +65,16 @@ jget() { # jget FILE python-expression-on-j
 start echo serve --shards 2 --no-pin --read-timeout-ms 1500; P=$PORT
 CHAT=/v1/chat/completions
 
+# A second server on a port another one serves must refuse to start (its
+# listeners use SO_REUSEPORT, which would otherwise split the traffic).
+"$BIN" serve --shards 1 --no-pin --port "$P" >"$T/dup.out" 2>"$T/dup.err" &
+dup=$!
+dup_rc=0
+for _ in $(seq 50); do kill -0 "$dup" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$dup" 2>/dev/null; then kill "$dup"; dup_rc=running; else wait "$dup" || dup_rc=$?; fi
+check "second server on a used port exits non-zero" test "$dup_rc" != 0 -a "$dup_rc" != running
+check "second server names the cause" grep -q 'Address already in use' "$T/dup.err"
+
 # --- endpoints -----------------------------------------------------------
 check "healthz" test "$(curl -s http://127.0.0.1:$P/healthz)" = "ok"
 check "readyz" test "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$P/readyz)" = 200

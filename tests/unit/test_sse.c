@@ -524,6 +524,46 @@ static void test_chunk_content(void **state)
 	}
 }
 
+/* A whole chat.completion: content from message.content; delta.content
+ * wins over it, and it over text; has_choice tells an empty choices. */
+static void test_chunk_message(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < NIMPL; k++) {
+		sl_oai_chunk c;
+		sl_oai_chunk_init(&c, 0);
+		assert_int_equal(parse(k, &c,
+			"{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\",\"created\":1700000000,"
+			"\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+			"\"content\":\"Hello! \\u00e9\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+			"\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":11,\"total_tokens\":23}}"), SL_OK);
+		assert_true(c.has_choice);
+		assert_string_equal(c.content, "Hello! \xc3\xa9");
+		assert_null(c.role); /* only delta.role is reported */
+		assert_string_equal(c.finish_reason, "stop");
+		assert_true(c.has_usage);
+		assert_int_equal(c.completion_tokens, 11);
+		assert_int_equal(parse(k, &c, "{\"choices\":[{\"message\":{\"content\":\"m\"},\"text\":\"t\","
+		                              "\"delta\":{\"content\":\"d\"}}]}"), SL_OK);
+		assert_string_equal(c.content, "d");
+		assert_int_equal(parse(k, &c, "{\"choices\":[{\"message\":{\"content\":\"m\"},\"text\":\"t\"}]}"), SL_OK);
+		assert_string_equal(c.content, "m");
+		assert_int_equal(parse(k, &c, "{\"choices\":[{\"message\":{\"content\":null},\"text\":\"t\"}]}"), SL_OK);
+		assert_string_equal(c.content, "t");
+		/* a later duplicate message replaces the earlier one */
+		assert_int_equal(parse(k, &c, "{\"choices\":[{\"message\":{\"content\":\"a\"},\"message\":{}}]}"), SL_OK);
+		assert_null(c.content);
+		assert_true(c.has_choice);
+		assert_int_equal(parse(k, &c, "{\"choices\":[]}"), SL_OK);
+		assert_false(c.has_choice);
+		assert_int_equal(parse(k, &c, "{\"choices\":[1,{}]}"), SL_OK);
+		assert_false(c.has_choice);
+		assert_int_equal(parse(k, &c, "{\"choices\":[{}],\"choices\":5}"), SL_OK);
+		assert_false(c.has_choice);
+		sl_oai_chunk_free(&c);
+	}
+}
+
 static void test_chunk_errors_and_done(void **state)
 {
 	(void)state;
@@ -753,6 +793,7 @@ int main(void)
 		cmocka_unit_test(test_create_args),
 		cmocka_unit_test(test_many_cr_lines),
 		cmocka_unit_test(test_chunk_content),
+		cmocka_unit_test(test_chunk_message),
 		cmocka_unit_test(test_chunk_errors_and_done),
 		cmocka_unit_test(test_chunk_depth),
 		cmocka_unit_test(test_chunk_bound),

@@ -362,8 +362,11 @@ int sl_oai_chunk_parse_jansson(const char *data, size_t len, sl_oai_chunk *out)
 	int rc = SL_OK;
 	json_t *ch = json_array_get(json_object_get(doc, "choices"), 0);
 	if (json_is_object(ch)) {
+		out->has_choice = 1;
 		json_t *delta = json_object_get(ch, "delta");
 		json_t *content = json_object_get(delta, "content");
+		if (!json_is_string(content))
+			content = json_object_get(json_object_get(ch, "message"), "content");
 		if (!json_is_string(content))
 			content = json_object_get(ch, "text");
 		json_t *fr = json_object_get(ch, "finish_reason");
@@ -445,9 +448,11 @@ enum jx_ctx {
 	X_CHOICES,
 	X_CHOICE0,
 	X_DELTA,
+	X_MESSAGE,
 	X_USAGE,
 	X_ERROR,
 	X_CONTENT, /* string leaves */
+	X_MCONTENT,
 	X_TEXT,
 	X_ROLE,
 	X_FR,
@@ -469,7 +474,8 @@ typedef struct jx {
 	const char *s, *end;
 	unsigned depth;
 	/* captures */
-	jspan content, text, role, fr, emsg, etype, eparam, ecode;
+	jspan content, mcontent, text, role, fr, emsg, etype, eparam, ecode;
+	int has_choice;
 	int has_code_int;
 	long long code_int;
 	int has_usage, is_error;
@@ -546,8 +552,7 @@ static int jx_string(jx *x, int is_key)
 	const char *start = p;
 	int esc = 0;
 	for (;;) {
-		while (p < end && sl_json_byte_class[(unsigned char)*p] == 0)
-			p++;
+		p = sl_json_plain_end(p, end);
 		if (p >= end)
 			return SL_EINVAL;
 		unsigned char c = (unsigned char)*p;
@@ -734,7 +739,8 @@ static enum jx_ctx jx_child(jx *x, enum jx_ctx ctx, const jspan *k)
 	switch (ctx) {
 	case X_ROOT:
 		if (KEY_IS(k, "choices")) {
-			x->content.p = x->text.p = x->role.p = x->fr.p = NULL;
+			x->content.p = x->mcontent.p = x->text.p = x->role.p = x->fr.p = NULL;
+			x->has_choice = 0;
 			return X_CHOICES;
 		}
 		if (KEY_IS(k, "usage")) {
@@ -751,6 +757,10 @@ static enum jx_ctx jx_child(jx *x, enum jx_ctx ctx, const jspan *k)
 		if (KEY_IS(k, "delta")) {
 			x->content.p = x->role.p = NULL;
 			return X_DELTA;
+		}
+		if (KEY_IS(k, "message")) {
+			x->mcontent.p = NULL;
+			return X_MESSAGE;
 		}
 		if (KEY_IS(k, "text")) {
 			x->text.p = NULL;
@@ -769,6 +779,12 @@ static enum jx_ctx jx_child(jx *x, enum jx_ctx ctx, const jspan *k)
 		if (KEY_IS(k, "role")) {
 			x->role.p = NULL;
 			return X_ROLE;
+		}
+		return X_SKIP;
+	case X_MESSAGE:
+		if (KEY_IS(k, "content")) {
+			x->mcontent.p = NULL;
+			return X_MCONTENT;
 		}
 		return X_SKIP;
 	case X_USAGE:
@@ -895,8 +911,12 @@ static int jx_value(jx *x, enum jx_ctx ctx)
 	case '{':
 		if (ctx == X_USAGE)
 			x->has_usage = 1;
+		if (ctx == X_CHOICE0)
+			x->has_choice = 1;
 		rc = jx_object(x, (ctx == X_ROOT || ctx == X_CHOICE0 || ctx == X_DELTA ||
-		                   ctx == X_USAGE || ctx == X_ERROR) ? ctx : X_SKIP);
+		                   ctx == X_MESSAGE || ctx == X_USAGE || ctx == X_ERROR)
+		                      ? ctx
+		                      : X_SKIP);
 		break;
 	case '[':
 		rc = jx_array(x, ctx == X_CHOICES ? X_CHOICES : X_SKIP);
@@ -907,6 +927,7 @@ static int jx_value(jx *x, enum jx_ctx ctx)
 			break;
 		switch (ctx) {
 		case X_CONTENT: x->content = x->str; break;
+		case X_MCONTENT: x->mcontent = x->str; break;
 		case X_TEXT: x->text = x->str; break;
 		case X_ROLE: x->role = x->str; break;
 		case X_FR: x->fr = x->str; break;
@@ -1021,7 +1042,7 @@ int sl_oai_chunk_parse(const char *data, size_t len, sl_oai_chunk *out)
 
 	chunk_offs o = {NO_OFF, NO_OFF, NO_OFF, NO_OFF, NO_OFF, NO_OFF, NO_OFF};
 	size_t fr_len = 0;
-	const jspan *content = x.content.p ? &x.content : &x.text;
+	const jspan *content = x.content.p ? &x.content : x.mcontent.p ? &x.mcontent : &x.text;
 	if ((rc = jx_store(out, content, &o.content, &out->content_len)) ||
 	    (rc = jx_store(out, &x.role, &o.role, NULL)) ||
 	    (rc = jx_store(out, &x.fr, &o.fr, &fr_len)) ||
@@ -1040,6 +1061,7 @@ int sl_oai_chunk_parse(const char *data, size_t len, sl_oai_chunk *out)
 	if (rc)
 		goto fail;
 	out->has_usage = x.has_usage;
+	out->has_choice = x.has_choice;
 	out->prompt_tokens = jx_tokens(x.has_pt, x.pt);
 	out->completion_tokens = jx_tokens(x.has_ct, x.ct);
 	out->is_error = x.is_error;

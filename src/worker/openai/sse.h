@@ -105,9 +105,12 @@ int64_t sl_sse_retry(const sl_sse *p);
  * against it for identical results (fuzz/fuzz_chunk.c). */
 typedef struct sl_oai_chunk {
 	int done;                  /* the data was exactly "[DONE]" */
-	const char *content;       /* choices[0].delta.content, else choices[0].text
+	int has_choice;            /* choices[0] is an object */
+	const char *content;       /* choices[0].delta.content, else
+	                              choices[0].message.content (a whole
+	                              chat.completion), else choices[0].text
 	                              (a string, unescaped; may contain NULs);
-	                              NULL when neither is a string */
+	                              NULL when none is a string */
 	size_t content_len;
 	const char *role;          /* choices[0].delta.role if a string, else NULL */
 	const char *finish_reason; /* choices[0].finish_reason if a string, else NULL;
