@@ -274,6 +274,9 @@ static int make_worker(const sl_cfg_backend *b, const char *model, sl_worker **o
 	oo.total_timeout_ms = b->total_timeout_ms;
 	oo.max_concurrency = b->max_concurrency;
 	oo.stream = b->stream;
+	oo.transport = b->transport == SL_CFG_TRANSPORT_NATIVE ? SL_OPENAI_TRANSPORT_NATIVE
+	               : b->transport == SL_CFG_TRANSPORT_CURL ? SL_OPENAI_TRANSPORT_CURL
+	                                                       : SL_OPENAI_TRANSPORT_AUTO;
 	const char *hdrs[65];
 	size_t nh = b->n_headers < 64 ? b->n_headers : 64;
 	for (size_t i = 0; i < nh; i++)

@@ -1564,12 +1564,14 @@ static void parse_pipeline(cx *c, const sl__cpair *pr, sl_cfg_pipeline *pl)
 static const char *const backend_keys[] = {
 	"type", "url", "model", "api_key_env", "connect_timeout_ms", "first_token_timeout_ms",
 	"total_timeout_ms", "max_concurrency", "headers", "stream", "delay_ms", "token_delay_ms",
-	"breaker", "retry", "concurrency"};
+	"breaker", "retry", "concurrency", "transport"};
 enum { B_TYPE, B_URL, B_MODEL, B_KEYENV, B_CONNECT, B_FIRST, B_TOTAL, B_MAXC, B_HEADERS,
-       B_STREAM, B_DELAY, B_TOKDELAY, B_BREAKER, B_RETRY, B_CONC, B_N };
+       B_STREAM, B_DELAY, B_TOKDELAY, B_BREAKER, B_RETRY, B_CONC, B_TRANSPORT, B_N };
 static const char *const backend_types[] = {"echo", "openai"};
 /* which type each key belongs to: -1 any */
-static const int backend_key_type[B_N] = {-1, 1, 1, 1, 1, 1, 1, -1, 1, 1, 0, 0, -1, -1, -1};
+static const int backend_key_type[B_N] = {-1, 1, 1, 1, 1, 1, 1, -1, 1, 1, 0, 0, -1, -1, -1, 1};
+/* values of "transport", in the order of sl_cfg_transport */
+static const char *const transports[] = {"auto", "native", "curl"};
 
 static const char *const breaker_keys[] = {"enabled", "consecutive_failures", "failure_ratio",
                                            "window_ms", "min_requests", "cooldown_ms",
@@ -1763,6 +1765,20 @@ static void parse_backend(cx *c, const sl__cpair *pr, sl_cfg_backend *b)
 		parse_breaker(c, &b->breaker, g[B_BREAKER]->val);
 	if (g[B_RETRY])
 		parse_retry(c, &b->retry, g[B_RETRY]->val);
+	if (g[B_TRANSPORT]) {
+		size_t o2 = push_key(c, "transport");
+		int t;
+		if (get_enum(c, g[B_TRANSPORT]->val, transports, 3, &t) == 0) {
+			b->transport = (sl_cfg_transport)t;
+			/* the native client has no TLS */
+			if (b->transport == SL_CFG_TRANSPORT_NATIVE && b->url &&
+			    !strncasecmp(b->url, "https://", 8))
+				err(c, g[B_TRANSPORT]->val->line, g[B_TRANSPORT]->val->col,
+				    "transport native cannot reach an https:// url (no TLS): use auto or "
+				    "curl");
+		}
+		pop(c, o2);
+	}
 	int max_set = 0;
 	if (g[B_CONC])
 		parse_concurrency(c, &b->concurrency, g[B_CONC]->val, &max_set);

@@ -191,6 +191,13 @@ typedef struct sl_cfg_concurrency {
 	double tolerance;              /* gradient; default 1.5 */
 } sl_cfg_concurrency;
 
+/* How an openai backend reaches its upstream (sl_openai_transport). */
+typedef enum sl_cfg_transport {
+	SL_CFG_TRANSPORT_AUTO = 0,   /* native for http://, libcurl for https:// */
+	SL_CFG_TRANSPORT_NATIVE = 1, /* the native HTTP/1.1 client: http:// only */
+	SL_CFG_TRANSPORT_CURL = 2    /* libcurl */
+} sl_cfg_transport;
+
 typedef struct sl_cfg_backend {
 	char *name;
 	sl_cfg_backend_type type;
@@ -206,6 +213,7 @@ typedef struct sl_cfg_backend {
 	char **headers;                  /* "Name: value" strings */
 	size_t n_headers;
 	int stream;                      /* default 1 */
+	sl_cfg_transport transport;      /* default auto */
 	/* echo */
 	uint32_t delay_ms;               /* default 0 */
 	uint32_t token_delay_ms;         /* default 0 */

@@ -93,6 +93,7 @@ static const char default_yaml[] =
 	"#     max_concurrency: 0            # calls at once across shards, 0..1048576 (0 = unlimited)\n"
 	"#     headers: {X-Team: search}     # extra request headers\n"
 	"#     stream: true                  # ask upstream to stream\n"
+	"#     transport: auto               # auto|native|curl (auto: native for http://, curl for https://)\n"
 	"backends:                  # named backends\n"
 	"  echo:                     # a backend name, used by models\n"
 	"    type: echo             # required: echo|openai; echo streams the prompt back word by word\n"

@@ -164,6 +164,7 @@ static void assert_config_equal(const sl_config *a, const sl_config *b)
 		assert_int_equal(x->max_concurrency, y->max_concurrency);
 		assert_true(strv_eq(x->headers, x->n_headers, y->headers, y->n_headers));
 		assert_int_equal(x->stream, y->stream);
+		assert_int_equal(x->transport, y->transport);
 		assert_int_equal(x->delay_ms, y->delay_ms);
 		assert_int_equal(x->token_delay_ms, y->token_delay_ms);
 	}
@@ -335,6 +336,7 @@ static void test_every_key(void **state)
 		"    api_key_env: OPENAI_API_KEY\n    connect_timeout_ms: 1\n"
 		"    first_token_timeout_ms: 0\n    total_timeout_ms: 5\n    max_concurrency: 1048576\n"
 		"    headers: {X-Team: search, \"X-Empty\": \"\"}\n    stream: false\n"
+		"    transport: curl\n"
 		"  e: {type: echo, delay_ms: 3, token_delay_ms: 4, max_concurrency: 2}\n"
 		"models:\n  m: {pipeline: p.1_x-y, backends: [up, e]}\n"
 		"tenants: {}\ncache: {a: 1}\nrouting:\nmesh: {}\ntelemetry: {x: [1, 2]}\n");
@@ -372,6 +374,7 @@ static void test_every_key(void **state)
 	assert_string_equal(up->headers[0], "X-Team: search");
 	assert_string_equal(up->headers[1], "X-Empty: ");
 	assert_int_equal(up->stream, 0);
+	assert_int_equal(up->transport, SL_CFG_TRANSPORT_CURL);
 	const sl_cfg_backend *e = sl_config_backend(c, "e");
 	assert_int_equal(e->delay_ms, 3);
 	assert_int_equal(e->token_delay_ms, 4);
@@ -405,7 +408,7 @@ static void test_unknown_keys(void **state)
 	             "t.yaml:10:19: backends.e.urls: unknown key \"urls\" (expected one of: type, url, "
 	             "model, api_key_env, connect_timeout_ms, first_token_timeout_ms, "
 	             "total_timeout_ms, max_concurrency, headers, stream, delay_ms, token_delay_ms, "
-	             "breaker, retry, concurrency)\n"
+	             "breaker, retry, concurrency, transport)\n"
 	             "t.yaml:12:6: models.m: missing required key \"backends\"\n"
 	             "t.yaml:12:20: models.m.backend: unknown key \"backend\" (expected one of: "
 	             "pipeline, backends, routing, weights, max_attempts)");
@@ -501,6 +504,22 @@ static void test_required_and_enums(void **state)
 	             "t.yaml:15:36: backends.w.stream: key \"stream\" is only valid for type openai\n"
 	             "t.yaml:15:50: backends.w.headers: key \"headers\" is only valid for type openai\n"
 	             "t.yaml:16:38: backends.x.delay_ms: key \"delay_ms\" is only valid for type echo");
+	/* transport: an enum; native has no TLS; openai only */
+	expect_diags(LINEAR5 "backends:\n  e: {type: echo, transport: native}\n"
+	             "  a: {type: openai, url: \"http://x\", transport: h2}\n"
+	             "  b: {type: openai, url: \"https://x\", transport: native}\n"
+	             "  c: {type: openai, url: \"HTTPS://x\",\n      transport: native}\n"
+	             "  d: {type: openai, url: \"https://x\", transport: curl}\n"
+	             "  f: {type: openai, url: \"http://x\", transport: native}\n"
+	             "  g: {type: openai, url: \"https://x\", transport: auto}\n"
+	             "models:\n  m: {pipeline: p, backends: [e]}\n",
+	             "t.yaml:10:19: backends.e.transport: key \"transport\" is only valid for type "
+	             "openai\n"
+	             "t.yaml:11:49: backends.a.transport: expected auto, native or curl, found \"h2\"\n"
+	             "t.yaml:12:50: backends.b.transport: transport native cannot reach an https:// "
+	             "url (no TLS): use auto or curl\n"
+	             "t.yaml:14:18: backends.c.transport: transport native cannot reach an https:// "
+	             "url (no TLS): use auto or curl");
 	expect_diags("pipelines:\n  p:\n    stages:\n"
 	             "      - {name: a, type: rag, delay_ms: 5}\n"
 	             "      - {name: b, type: delay}\n"

@@ -1,7 +1,9 @@
 /* test_openai_worker.c - the OpenAI-compatible upstream worker end to end:
  * a real pipeline (runtime, default stages, sl_pipeline_submit) against an
  * in-process mock upstream: a libevent evhttp server on 127.0.0.1 running
- * in a thread of this test.
+ * in a thread of this test.  Every case runs twice, once per transport
+ * (group "native": the native HTTP/1.1 client, group "curl": libcurl); the
+ * outcomes and details must be the same.
  *
  * The mock reads its instructions from the last message's content:
  *   tokens=N     stream N tokens "w0", " w1", ... (default 5)
@@ -15,6 +17,12 @@
  *   trickle      every 3 bytes in a chunk of its own
  *   echo         one token: the content itself
  *   json         answer a stream request with a plain chat.completion
+ *   connclose    answer with "Connection: close"
+ *   closeafter   close the (idle) connection 30 ms after the answer
+ * and from flags the test sets: close_next (the next request gets no answer:
+ * its connection is closed at once, as a server closing an idle keep-alive
+ * connection just as the request arrives) and partial_next (the next
+ * request gets the head of a 200 SSE answer, then the connection closes).
  * It honours "stream" and "max_tokens" of the body, records the request
  * (headers, body) and counts connections accepted/closed and requests
  * running at once. */
@@ -34,6 +42,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,7 +56,7 @@
 /* ================================================================ mock */
 
 enum { F_NONE, F_HTTP500, F_HTTP429, F_HTTP503TEXT, F_HTTP401ECHO, F_HANG,
-       F_DROP, F_NOEND, F_MALFORMED, F_ERRSTREAM };
+       F_DROP, F_NOEND, F_MALFORMED, F_ERRSTREAM, F_CLOSENOW, F_PARTIAL };
 
 typedef struct mock mock;
 
@@ -58,6 +67,7 @@ typedef struct mreq {
 	struct event *tick;
 	struct mreq *prev, *next;
 	int i, n, ft, it, fault, after, crlf, comments, trickle, echo, json, stream;
+	int connclose, closeafter;
 	int truncated, prompt_tokens;
 	int dead;     /* the connection closed under us */
 	int dropped;  /* we cut it (fault=drop) */
@@ -75,6 +85,8 @@ struct mock {
 	mreq *live;
 	int teardown;
 	atomic_int conns, closes, reqs, active, max_active, finished;
+	atomic_int close_next, partial_next;
+	struct evhttp_connection *close_later; /* closeafter: the connection */
 	_Atomic uint64_t last_close_ns;
 	pthread_mutex_t mx;
 	char auth[256], traceparent[256], rid[256], extra[64], path[256];
@@ -132,6 +144,8 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 	mock *m = arg;
 	atomic_store(&m->last_close_ns, now_ns());
 	atomic_fetch_add(&m->closes, 1);
+	if (m->close_later == evcon)
+		m->close_later = NULL;
 	if (m->teardown)
 		return;
 	for (mreq *r = m->live; r; r = r->next) {
@@ -226,6 +240,27 @@ static char *token_text(mreq *r, int i)
 	return t;
 }
 
+static void on_close_later(evutil_socket_t fd, short what, void *arg)
+{
+	mock *m = arg;
+	if (m->close_later) {
+		struct evhttp_connection *evcon = m->close_later;
+		m->close_later = NULL;
+		evhttp_connection_free(evcon);
+	}
+}
+
+/* The answer is sent: closeafter closes the connection a little later (it
+ * is idle in the client's pool by then). */
+static void answered(mreq *r)
+{
+	if (r->closeafter) {
+		r->m->close_later = r->evcon;
+		struct timeval tv = {0, 30000};
+		event_base_once(r->m->base, -1, EV_TIMEOUT, on_close_later, r->m, &tv);
+	}
+}
+
 static void send_json_answer(mreq *r)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -247,10 +282,13 @@ static void send_json_answer(mreq *r)
 	evbuffer_add(b, s, strlen(s));
 	evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
 	                  "application/json");
+	if (r->connclose)
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Connection", "close");
 	evhttp_send_reply(r->req, 200, "OK", b);
 	evbuffer_free(b);
 	free(s);
 	free(text);
+	answered(r);
 	mreq_done(r);
 }
 
@@ -315,6 +353,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		free(u);
 		send_event(r, "[DONE]");
 		evhttp_send_reply_end(r->req);
+		answered(r);
 		mreq_done(r);
 		return;
 	}
@@ -335,6 +374,17 @@ static void on_hang_poll(evutil_socket_t fd, short what, void *arg)
 	}
 	struct timeval tv = {0, 2000};
 	evtimer_add(r->tick, &tv);
+}
+
+/* Closes the request's connection (libevent frees the request with it;
+ * on_conn_close records the close). */
+static void on_close_now(evutil_socket_t fd, short what, void *arg)
+{
+	mreq *r = arg;
+	if (r->dead)
+		return;
+	r->req = NULL;
+	evhttp_connection_free(r->evcon);
 }
 
 static void reply_error(struct evhttp_request *req, int code, const char *reason,
@@ -413,6 +463,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 	r->trickle = dword(content, "trickle");
 	r->echo = dword(content, "echo");
 	r->json = dword(content, "json");
+	r->connclose = dword(content, "connclose");
+	r->closeafter = dword(content, "closeafter");
+	if (atomic_exchange(&m->close_next, 0))
+		r->fault = F_CLOSENOW;
+	else if (atomic_exchange(&m->partial_next, 0))
+		r->fault = F_PARTIAL;
 	if (r->echo)
 		r->n = 1;
 	int mt = (int)json_integer_value(json_object_get(doc, "max_tokens"));
@@ -428,7 +484,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		while (*p && *p != ' ')
 			p++;
 	}
-	const char *fault = strstr(sp, " fault=");
+	const char *fault = r->fault ? NULL : strstr(sp, " fault=");
 	if (fault) {
 		fault += 7;
 		static const struct {
@@ -489,6 +545,23 @@ static void on_request(struct evhttp_request *req, void *arg)
 		struct timeval tv = {0, 2000};
 		evtimer_add(r->tick, &tv);
 		return;
+	case F_CLOSENOW: {
+		/* no answer: the connection closes (on the next loop turn) */
+		r->tick = evtimer_new(m->base, on_close_now, r);
+		struct timeval now = {0, 0};
+		evtimer_add(r->tick, &now);
+		return;
+	}
+	case F_PARTIAL: {
+		/* the head of an answer, then the connection closes */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+		                  "text/event-stream");
+		evhttp_send_reply_start(req, 200, "OK");
+		r->tick = evtimer_new(m->base, on_close_now, r);
+		struct timeval later = {0, 30000};
+		evtimer_add(r->tick, &later);
+		return;
+	}
 	default:
 		break;
 	}
@@ -496,6 +569,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (r->stream && !r->json) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 		                  "text/event-stream");
+		if (r->connclose)
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		evhttp_send_reply_start(req, 200, "OK");
 		char *c = chunk_json("", NULL, 1); /* role chunk, no content */
 		send_event(r, c);
@@ -636,6 +711,9 @@ typedef struct fx {
 
 typedef void (*tweak_fn)(sl_stage_def *st, sl_pipeline_opts *po);
 
+/* The transport every fixture's worker uses: set by the group setup. */
+static sl_openai_transport g_transport;
+
 /* Starts the mock, a runtime of `shards`, the worker (opts edited by
  * `edit` after the URL is filled in) and the default pipeline. */
 static void fx_up(fx *f, unsigned shards, void (*edit)(sl_openai_opts *o), tweak_fn tweak)
@@ -649,6 +727,7 @@ static void fx_up(fx *f, unsigned shards, void (*edit)(sl_openai_opts *o), tweak
 	sl_openai_opts_init(&o);
 	o.url = f->url;
 	o.model = "upstream-model";
+	o.transport = g_transport;
 	if (edit)
 		edit(&o);
 	assert_int_equal(sl_worker_openai_create(&o, &f->w), SL_OK);
@@ -1308,6 +1387,9 @@ static void key_never_logged(void **state)
 	assert_true(n > 0);
 	assert_non_null(strstr(buf, "event=openai_call_failed"));
 	assert_non_null(strstr(buf, "upstream 429"));
+	/* the group's transport is the one in use */
+	assert_non_null(strstr(buf, g_transport == SL_OPENAI_TRANSPORT_CURL ? "transport=curl"
+	                                                                   : "transport=native"));
 	assert_null(strstr(buf, KEY_VAL));
 }
 
@@ -1348,6 +1430,575 @@ static void create_validates(void **state)
 	assert_int_equal(sl_worker_openai_create(&o, &w), SL_OK);
 	sl_worker_destroy(w);
 	sl_worker_destroy(NULL);
+	/* transports: native has no TLS; unknown values are refused */
+	o.transport = SL_OPENAI_TRANSPORT_NATIVE;
+	o.url = "https://127.0.0.1:1/v1";
+	assert_int_equal(sl_worker_openai_create(&o, &w), SL_EINVAL);
+	o.transport = (sl_openai_transport)7;
+	o.url = "http://127.0.0.1:1/v1";
+	assert_int_equal(sl_worker_openai_create(&o, &w), SL_EINVAL);
+	/* URLs the native client reads: [v6], user:pass@, a name, no port */
+	static const char *const ok[] = {"http://[::1]:8080/v1", "http://u:p%40ss@127.0.0.1:1/v1",
+	                                 "http://localhost/v1", "http://Upstream.example_1:80",
+	                                 "http://127.0.0.1:65535/v1?x=1#frag"};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		o.transport = SL_OPENAI_TRANSPORT_NATIVE;
+		o.url = ok[i];
+		assert_int_equal(sl_worker_openai_create(&o, &w), SL_OK);
+		sl_worker_destroy(w);
+	}
+	/* ... and some it does not: native refuses them, auto leaves them to
+	 * curl */
+	static const char *const no[] = {"http://[fe80::1%25eth0]:8080/v1", "http://h:0/v1",
+	                                 "http://h:99999/v1", "http://h:8x/v1", "http://[::1/v1",
+	                                 "http://ho$t/v1"};
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+		o.url = no[i];
+		o.transport = SL_OPENAI_TRANSPORT_NATIVE;
+		if (sl_worker_openai_create(&o, &w) != SL_EINVAL)
+			fail_msg("native accepted %s", no[i]);
+		o.transport = SL_OPENAI_TRANSPORT_AUTO;
+		assert_int_equal(sl_worker_openai_create(&o, &w), SL_OK);
+		sl_worker_destroy(w);
+	}
+}
+
+/* Sequential calls share one keep-alive connection; "Connection: close"
+ * and HTTP/1.0-style answers are not reused. */
+static void keepalive_reuse(void **state)
+{
+	fx f;
+	fx_up(&f, 1, NULL, NULL);
+	for (int i = 0; i < 5; i++) {
+		oreq r;
+		run1(&f, &r, i % 2 ? "tokens=3" : "tokens=3 json", NULL);
+		assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+		assert_string_equal(r.text, "w0 w1 w2");
+	}
+	assert_int_equal(atomic_load(&f.m.conns), 1);
+	assert_int_equal(atomic_load(&f.m.reqs), 5);
+	for (int i = 0; i < 3; i++) {
+		oreq r;
+		run1(&f, &r, i % 2 ? "tokens=2 connclose" : "tokens=2 connclose json", NULL);
+		assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+		assert_string_equal(r.text, "w0 w1");
+	}
+	/* the first of these still reused the pooled connection */
+	assert_int_equal(atomic_load(&f.m.conns), 3);
+	fx_down(&f);
+}
+
+/* A pooled connection the upstream closes while it is idle is dropped,
+ * not used: the next call opens a new one and the upstream sees it once. */
+static void idle_close_detected(void **state)
+{
+	fx f;
+	fx_up(&f, 1, NULL, NULL);
+	oreq r;
+	run1(&f, &r, "tokens=2 closeafter", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+	wait_for(&f.m.closes, 1, 2000);
+	msleep(50);
+	run1(&f, &r, "tokens=2", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+	assert_string_equal(r.text, "w0 w1");
+	assert_int_equal(atomic_load(&f.m.conns), 2);
+	assert_int_equal(atomic_load(&f.m.reqs), 2);
+	fx_down(&f);
+}
+
+/* The upstream closes a reused connection as the request arrives (no
+ * response byte): the request is sent again, once, on a new connection.
+ * After a response byte it is never retried. */
+static void stale_connection_retry(void **state)
+{
+	fx f;
+	fx_up(&f, 1, NULL, NULL);
+	oreq r;
+	run1(&f, &r, "tokens=2", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+	atomic_store(&f.m.close_next, 1);
+	run1(&f, &r, "tokens=3", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+	assert_string_equal(r.text, "w0 w1 w2");
+	assert_int_equal(atomic_load(&f.m.conns), 2);
+	assert_int_equal(atomic_load(&f.m.reqs), 3); /* 1 + the lost one + its retry */
+
+	/* the head arrived, then the connection closed: no retry */
+	atomic_store(&f.m.partial_next, 1);
+	run1(&f, &r, "tokens=3", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_FAILED);
+	assert_int_equal(r.status, SL_EUPSTREAM);
+	assert_string_equal(r.reason, "upstream closed the stream before it finished");
+	assert_int_equal(atomic_load(&f.m.reqs), 4);
+
+	/* a fresh connection closed before any byte: no retry either */
+	atomic_store(&f.m.close_next, 1);
+	run1(&f, &r, "tokens=3", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_FAILED);
+	assert_int_equal(r.status, SL_EUPSTREAM);
+	assert_true(starts_with(r.reason, "upstream transfer failed: "));
+	assert_int_equal(atomic_load(&f.m.reqs), 5);
+	fx_down(&f);
+}
+
+static void edit_localhost(sl_openai_opts *o)
+{
+	static char url[64];
+	int port = 0;
+	assert_int_equal(sscanf(o->url, "http://127.0.0.1:%d", &port), 1);
+	snprintf(url, sizeof url, "http://localhost:%d/v1", port);
+	o->url = url;
+}
+
+static void edit_unresolvable(sl_openai_opts *o)
+{
+	o->url = "http://no-such-host.invalid:8080/v1";
+	o->connect_timeout_ms = 300;
+}
+
+/* Host names: "localhost" (from /etc/hosts, through evdns for the native
+ * transport), and a name that does not resolve (a connect failure). */
+static void host_names(void **state)
+{
+	fx f;
+	fx_up(&f, 2, edit_localhost, NULL);
+	for (int i = 0; i < 3; i++) {
+		oreq r;
+		run1(&f, &r, "tokens=4", NULL);
+		assert_int_equal(r.outcome, SL_OUTCOME_COMPLETED);
+		assert_string_equal(r.text, "w0 w1 w2 w3");
+	}
+	fx_down(&f);
+	fx_up(&f, 1, edit_unresolvable, NULL);
+	oreq r;
+	run1(&f, &r, "tokens=4", NULL);
+	assert_int_equal(r.outcome, SL_OUTCOME_FAILED);
+	assert_int_equal(r.status, SL_EUPSTREAM);
+	assert_true(starts_with(r.reason, "upstream connect failed: "));
+	print_message("unresolvable: %s\n", r.reason);
+	fx_down(&f);
+}
+
+/* ---- a raw upstream: answers each connection's first request with the
+ * canned bytes of the case being run, then closes the connection.  For
+ * framings and faults evhttp cannot produce. */
+typedef struct rawsrv {
+	int lfd, port;
+	pthread_t th;
+	_Atomic(const char *) resp;
+	atomic_int stop, served;
+} rawsrv;
+
+static void raw_read_request(int c)
+{
+	char buf[16384];
+	size_t n = 0;
+	long cl = -1;
+	char *end = NULL;
+	while (n < sizeof buf - 1) {
+		ssize_t r = recv(c, buf + n, sizeof buf - 1 - n, 0);
+		if (r <= 0)
+			return;
+		n += (size_t)r;
+		buf[n] = '\0';
+		if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+			for (char *p = buf; p < end; p++)
+				if (strncasecmp(p, "\r\ncontent-length:", 17) == 0)
+					cl = atol(p + 17);
+		}
+		if (end && (cl < 0 || (size_t)(end + 4 - buf) + (size_t)cl <= n))
+			return;
+	}
+}
+
+static void *raw_main(void *arg)
+{
+	rawsrv *s = arg;
+	for (;;) {
+		int c = accept(s->lfd, NULL, NULL);
+		if (c < 0)
+			continue;
+		if (atomic_load(&s->stop)) {
+			close(c);
+			return NULL;
+		}
+		struct timeval tv = {5, 0};
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		raw_read_request(c);
+		const char *r = atomic_load(&s->resp);
+		size_t len = strlen(r), off = 0;
+		while (off < len) {
+			ssize_t w = send(c, r + off, len - off, MSG_NOSIGNAL);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		shutdown(c, SHUT_WR);
+		char sink[256];
+		while (recv(c, sink, sizeof sink, 0) > 0)
+			;
+		close(c);
+		atomic_fetch_add(&s->served, 1);
+	}
+}
+
+static void raw_start(rawsrv *s)
+{
+	memset(s, 0, sizeof *s);
+	s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(s->lfd, 64), 0);
+	socklen_t sl = sizeof sa;
+	getsockname(s->lfd, (struct sockaddr *)&sa, &sl);
+	s->port = ntohs(sa.sin_port);
+	atomic_store(&s->resp, "");
+	assert_int_equal(pthread_create(&s->th, NULL, raw_main, s), 0);
+}
+
+static void raw_stop(rawsrv *s)
+{
+	atomic_store(&s->stop, 1);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	connect(c, (struct sockaddr *)&sa, sizeof sa);
+	pthread_join(s->th, NULL);
+	close(c);
+	close(s->lfd);
+}
+
+static rawsrv *g_raw;
+
+static void edit_raw(sl_openai_opts *o)
+{
+	static char url[64];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", g_raw->port);
+	o->url = url;
+	o->first_token_timeout_ms = 3000;
+}
+
+#define EV(text) "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" text "\"}}]}\n\n"
+#define EVEND "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n" \
+              "data: [DONE]\n\n"
+#define SSE_HEAD "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+
+/* Framings and faults of the response, the same outcome on both
+ * transports: chunked with extensions and trailers, Content-Length, until
+ * close, interim 1xx responses, bare-LF heads, HTTP/1.0, an error status
+ * with a chunked body; a malformed head, garbage, a body cut short. */
+static void raw_responses(void **state)
+{
+	rawsrv srv;
+	raw_start(&srv);
+	g_raw = &srv;
+	char cl_body[512], cl_resp[768], lf_resp[768];
+	snprintf(cl_body, sizeof cl_body, "%s%s%s", EV("w0"), EV(" w1"), EVEND);
+	snprintf(cl_resp, sizeof cl_resp, SSE_HEAD "Content-Length: %zu\r\n\r\n%s", strlen(cl_body),
+	         cl_body);
+	snprintf(lf_resp, sizeof lf_resp,
+	         "HTTP/1.1 200 OK\nContent-Type: text/event-stream\nContent-Length: %zu\n\n%s",
+	         strlen(cl_body), cl_body);
+	char ch_resp[1024];
+	snprintf(ch_resp, sizeof ch_resp,
+	         SSE_HEAD "Transfer-Encoding: chunked\r\n\r\n%zx;name=val\r\n%s\r\n%zx\r\n%s\r\n"
+	                  "%zx\r\n%s\r\n0\r\nX-Trailer: yes\r\n\r\n",
+	         strlen(EV("w0")), EV("w0"), strlen(EV(" w1")), EV(" w1"), strlen(EVEND), EVEND);
+	char c1xx[1200];
+	snprintf(c1xx, sizeof c1xx, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+	                            "Link: </x>\r\n\r\n%s", ch_resp);
+	char cut[512];
+	snprintf(cut, sizeof cut, SSE_HEAD "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n40\r\nda",
+	         strlen(EV("w0")), EV("w0"));
+	char badchunk[512];
+	snprintf(badchunk, sizeof badchunk,
+	         SSE_HEAD "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\nzz\r\n", strlen(EV("w0")),
+	         EV("w0"));
+	char json[512];
+	const char *jb = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+	                 "\"content\":\"w0 w1\"},\"finish_reason\":\"stop\"}]}";
+	snprintf(json, sizeof json,
+	         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	         strlen(jb), jb);
+	char err503[512];
+	const char *eb = "{\"error\":{\"message\":\"busy, try later\"}}";
+	snprintf(err503, sizeof err503,
+	         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+	         "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n", strlen(eb), eb);
+	struct {
+		const char *name, *resp;
+		sl_outcome outcome;
+		const char *reason; /* prefix; NULL when completed */
+		const char *streamed;
+		const char *reason2; /* another accepted prefix */
+	} cases[] = {
+		{"chunked+ext+trailers", ch_resp, SL_OUTCOME_COMPLETED, NULL, "w0 w1", NULL},
+		{"content-length", cl_resp, SL_OUTCOME_COMPLETED, NULL, "w0 w1", NULL},
+		{"bare LF", lf_resp, SL_OUTCOME_COMPLETED, NULL, "w0 w1", NULL},
+		{"until close", SSE_HEAD "\r\n" EV("w0") EV(" w1") EVEND, SL_OUTCOME_COMPLETED, NULL,
+		 "w0 w1", NULL},
+		{"HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" EV("w0")
+		 EV(" w1") EVEND, SL_OUTCOME_COMPLETED, NULL, "w0 w1", NULL},
+		{"1xx", c1xx, SL_OUTCOME_COMPLETED, NULL, "w0 w1", NULL},
+		{"json", json, SL_OUTCOME_COMPLETED, NULL, "w0 w1", NULL},
+		{"503 chunked", err503, SL_OUTCOME_FAILED, "upstream 503: busy, try later", "", NULL},
+		{"cut in a chunk", cut, SL_OUTCOME_FAILED, "upstream closed the stream before it finished",
+		 "w0", NULL},
+		{"bad chunk size", badchunk, SL_OUTCOME_FAILED,
+		 "upstream closed the stream before it finished", "w0", NULL},
+		/* curl reads "12abc" as 12 (then the body is missing); the native
+		 * parser refuses the head: both fail the call */
+		{"bad content-length", "HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\n",
+		 SL_OUTCOME_FAILED, "upstream transfer failed: malformed response: invalid Content-Length",
+		 "", "upstream closed the stream before it finished"},
+		/* a status line that cannot be read: a "connect" failure for curl
+		 * (unsupported protocol), and so for the native transport */
+		{"bad status", "HTTP/1.1 2x0 OK\r\n\r\n", SL_OUTCOME_FAILED, "upstream connect failed: ",
+		 "", NULL},
+		{"bad field", "HTTP/1.1 200 OK\r\nX-A\r\n\r\n", SL_OUTCOME_FAILED,
+		 "upstream transfer failed: ", "", NULL},
+		{"garbage", "SSH-2.0-OpenSSH_9.2\r\n", SL_OUTCOME_FAILED, "upstream connect failed: ", "", NULL},
+		{"head cut", "HTTP/1.1 200 OK\r\nContent-Ty", SL_OUTCOME_FAILED,
+		 "upstream closed the stream before it finished", "", NULL},
+		{"nothing", "", SL_OUTCOME_FAILED, "upstream transfer failed: ", "", NULL},
+		{"204", "HTTP/1.1 204 No Content\r\n\r\n", SL_OUTCOME_FAILED,
+		 "upstream closed the stream before it finished", "", NULL},
+	};
+	fx f;
+	fx_up(&f, 1, edit_raw, NULL);
+	int bad = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		atomic_store(&srv.resp, cases[i].resp);
+		oreq r;
+		run1(&f, &r, "hello", NULL);
+		print_message("%-22s -> %s %s [%s]\n", cases[i].name,
+		              r.outcome == SL_OUTCOME_COMPLETED ? "completed" : "failed", r.reason,
+		              r.streamed);
+		if (r.outcome != cases[i].outcome ||
+		    (cases[i].reason && !starts_with(r.reason, cases[i].reason) &&
+		     !(cases[i].reason2 && starts_with(r.reason, cases[i].reason2))) ||
+		    strcmp(r.streamed, cases[i].streamed) != 0 ||
+		    (cases[i].outcome == SL_OUTCOME_COMPLETED && strcmp(r.text, "w0 w1") != 0)) {
+			print_message("  ^ expected %s\n", cases[i].reason ? cases[i].reason : "completed");
+			bad++;
+		}
+	}
+	fx_down(&f);
+	assert_int_equal(bad, 0);
+	raw_stop(&srv);
+}
+
+/* ---- a fan-out wrapper worker: each call runs FAN sub-calls on the
+ * inner worker and has no concurrency bound of its own, so the inner
+ * worker's per-shard connection bound (max_concurrency) is what limits
+ * them: calls beyond it wait for a connection slot. */
+enum { FAN = 4 };
+
+typedef struct fan_shard {
+	const sl_worker_ops *iops;
+	void *iss;
+} fan_shard;
+
+typedef struct fan_call {
+	fan_shard *fs;
+	sl_infer *parent;
+	sl_infer *sub[FAN];
+	int left, status;
+	char detail[256];
+} fan_call;
+
+static int fan_init(const void *cfg, void **state)
+{
+	*state = (void *)cfg; /* the inner worker */
+	return SL_OK;
+}
+
+static int fan_start(void *state, struct event_base *base, unsigned shard, void **out)
+{
+	sl_worker *in = state;
+	fan_shard *fs = calloc(1, sizeof *fs);
+	fs->iops = sl_worker_ops_of(in);
+	int rc = fs->iops->start(sl_worker_state_of(in), base, shard, &fs->iss);
+	if (rc != SL_OK) {
+		free(fs);
+		return rc;
+	}
+	*out = fs;
+	return SL_OK;
+}
+
+static int fan_token(sl_infer *sub, const char *t, size_t n)
+{
+	fan_call *fc = sl_infer_sub_user(sub);
+	return sub == fc->sub[0] ? sl_infer_token(fc->parent, t, n) : SL_OK;
+}
+
+static void fan_done(sl_infer *sub, int status, const char *detail, const sl_usage *u)
+{
+	fan_call *fc = sl_infer_sub_user(sub);
+	for (int i = 0; i < FAN; i++)
+		if (fc->sub[i] == sub)
+			fc->sub[i] = NULL;
+	sl_infer_sub_free(sub);
+	if (status != SL_OK && fc->status == SL_OK) {
+		fc->status = status;
+		snprintf(fc->detail, sizeof fc->detail, "%s", detail ? detail : "");
+	}
+	if (--fc->left)
+		return;
+	sl_infer *p = fc->parent;
+	int st = fc->status;
+	char d[256];
+	snprintf(d, sizeof d, "%s", fc->detail);
+	*sl_infer_worker_data(p) = NULL;
+	free(fc);
+	sl_infer_done(p, st, st == SL_OK ? NULL : d, NULL);
+}
+
+static const sl_infer_hooks fan_hooks = {.token = fan_token, .done = fan_done};
+
+static int fan_infer(void *ssv, sl_infer *call)
+{
+	fan_shard *fs = ssv;
+	fan_call *fc = calloc(1, sizeof *fc);
+	fc->fs = fs;
+	fc->parent = call;
+	fc->left = FAN;
+	*sl_infer_worker_data(call) = fc;
+	for (int i = 0; i < FAN; i++) {
+		fc->sub[i] = sl_infer_sub_new(call, &fan_hooks, fc);
+		assert_non_null(fc->sub[i]);
+		assert_int_equal(fs->iops->infer(fs->iss, fc->sub[i]), SL_OK);
+	}
+	return SL_OK;
+}
+
+static void fan_cancel(void *ssv, sl_infer *call)
+{
+	fan_shard *fs = ssv;
+	fan_call *fc = *sl_infer_worker_data(call);
+	if (!fc)
+		return;
+	*sl_infer_worker_data(call) = NULL;
+	for (int i = 0; i < FAN; i++)
+		if (fc->sub[i]) {
+			fs->iops->cancel(fs->iss, fc->sub[i]);
+			sl_infer_sub_free(fc->sub[i]);
+		}
+	free(fc);
+}
+
+static void fan_close(void *ssv)
+{
+	fan_shard *fs = ssv;
+	fs->iops->close(fs->iss);
+}
+
+static void fan_stop(void *ssv)
+{
+	fan_shard *fs = ssv;
+	fs->iops->stop(fs->iss);
+	free(fs);
+}
+
+static const sl_worker_ops fan_ops = {.name = "fan", .init = fan_init, .start = fan_start,
+                                      .infer = fan_infer, .cancel = fan_cancel,
+                                      .close = fan_close, .stop = fan_stop};
+
+/* More calls on one shard than max_concurrency connections: the rest wait
+ * for a slot (a connection handed over as a call ends, or a new one when
+ * one closes); cancelling calls frees their slots. */
+static void connection_slots(void **state)
+{
+	mock m;
+	mock_start(&m);
+	char url[64];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", m.port);
+	sl_runtime *rt;
+	sl_runtime_opts ro = {.shards = 1, .no_pin = 1};
+	assert_int_equal(sl_runtime_create(&ro, &rt), SL_OK);
+	sl_openai_opts o;
+	sl_openai_opts_init(&o);
+	o.url = url;
+	o.model = "m";
+	o.transport = g_transport;
+	o.max_concurrency = 2;
+	sl_worker *inner, *fan;
+	assert_int_equal(sl_worker_openai_create(&o, &inner), SL_OK);
+	assert_int_equal(sl_worker_create(&fan_ops, inner, &fan), SL_OK);
+	sl_pipeline_opts po;
+	sl_stage_def st[5];
+	sl_pipeline_default(&po, st, fan);
+	sl_pipeline *p;
+	char err[256];
+	assert_int_equal(sl_pipeline_create(rt, &po, &p, err, sizeof err), SL_OK);
+	collector c;
+	coll_init(&c, rt);
+
+	enum { N = 3 };
+	oreq r[N];
+	char sess[16];
+	for (int i = 0; i < N; i++) {
+		sl_request req;
+		snprintf(sess, sizeof sess, "f%d", i);
+		o_req(&req, &r[i], &c, sess, "tokens=5 it=5");
+		assert_int_equal(sl_pipeline_submit(p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	}
+	assert_int_equal(coll_wait(&c, N, 20000), N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(r[i].outcome, SL_OUTCOME_COMPLETED);
+		assert_string_equal(r[i].text, "w0 w1 w2 w3 w4");
+	}
+	assert_int_equal(atomic_load(&m.reqs), N * FAN);
+	assert_int_equal(atomic_load(&m.max_active), 2);
+	assert_true(atomic_load(&m.conns) <= 2);
+
+	/* cancel a call whose sub-calls hold both slots and wait for more */
+	oreq rc;
+	sl_request req;
+	sl_request_handle h;
+	o_req(&req, &rc, &c, "cancelme", "tokens=1000 it=20");
+	assert_int_equal(sl_pipeline_submit(p, &req, SL_SUBMIT_BLOCK, &h), SL_OK);
+	wait_for(&rc.ntok, 2, 5000);
+	int closes = atomic_load(&m.closes);
+	assert_int_equal(sl_pipeline_cancel(p, h), SL_OK);
+	assert_int_equal(coll_wait(&c, N + 1, 5000), N + 1);
+	assert_int_equal(rc.outcome, SL_OUTCOME_CANCELLED);
+	/* the two running sub-calls' connections close; the waiting ones
+	 * never had one */
+	wait_for(&m.closes, closes + 2, 2000);
+	assert_int_equal(atomic_load(&m.closes), closes + 2);
+	msleep(20);
+	assert_int_equal(atomic_load(&m.active), 0);
+	/* the slots are free again */
+	oreq ra;
+	o_req(&req, &ra, &c, "after", "tokens=2");
+	assert_int_equal(sl_pipeline_submit(p, &req, SL_SUBMIT_BLOCK, NULL), SL_OK);
+	assert_int_equal(coll_wait(&c, N + 2, 20000), N + 2);
+	assert_int_equal(ra.outcome, SL_OUTCOME_COMPLETED);
+	assert_string_equal(ra.text, "w0 w1");
+	assert_true(atomic_load(&m.max_active) <= 2);
+
+	check_identity(p);
+	sl_pipeline_destroy(p);
+	sl_worker_destroy(fan);
+	sl_worker_destroy(inner);
+	sl_runtime_destroy(rt);
+	coll_fini(&c);
+	mock_stop(&m);
+}
+
+static int group_native(void **state)
+{
+	g_transport = SL_OPENAI_TRANSPORT_NATIVE;
+	return 0;
+}
+
+static int group_curl(void **state)
+{
+	g_transport = SL_OPENAI_TRANSPORT_CURL;
+	return 0;
 }
 
 int main(void)
@@ -1374,6 +2025,14 @@ int main(void)
 		cmocka_unit_test(concurrency_and_keepalive),
 		cmocka_unit_test(max_concurrency_bounds_upstream),
 		cmocka_unit_test(key_never_logged),
+		cmocka_unit_test(keepalive_reuse),
+		cmocka_unit_test(idle_close_detected),
+		cmocka_unit_test(stale_connection_retry),
+		cmocka_unit_test(host_names),
+		cmocka_unit_test(connection_slots),
+		cmocka_unit_test(raw_responses),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("native", tests, group_native, NULL);
+	failed += cmocka_run_group_tests_name("curl", tests, group_curl, NULL);
+	return failed;
 }

@@ -8,10 +8,19 @@
  *            header list, which curl only reads).
  * oai_shard  one per shard, created in start() and touched only by that
  *            shard's thread: its CURLM, the curl timer event, the socket
- *            contexts, the running calls and the spare easy handles.
+ *            contexts, the running calls and the spare easy handles (curl
+ *            transport), or the native transport's pool and resolver.
  * oai_call   one per running call, owned by its shard; freed by call_free()
  *            exactly once, on completion, first-token timeout, cancel,
  *            close or stop.
+ * (types in openai_int.h)
+ *
+ * Two transports carry the calls of one worker (chosen at create, see
+ * openai.h): the native HTTP/1.1 client of native.c for http:// upstreams,
+ * and libcurl.  Everything above the bytes - the request body, the response
+ * classification and parsing (sl__oai_classify, sl__oai_body) and the
+ * outcome of a call (sl__oai_finish) - is shared, so both report the same
+ * statuses and details.
  *
  * The loop drives curl as docs/examples/multi-event.c does: curl tells us
  * which sockets to watch (on_socket) and when to wake it (on_timer_set);
@@ -37,48 +46,16 @@
 #include "core/log.h"
 #include "core/utf8.h"
 #include "worker/openai/openai.h"
+#include "worker/openai/openai_int.h"
 #include "worker/openai/sse.h"
 
 #define MAX_TIMEOUT_MS 86400000u   /* one day */
 #define MAX_BODY_OUT (64u << 20)   /* request body bound */
-#define SPARE_EASY 16              /* easy handles kept per shard for reuse */
-#define DETAIL_MAX 512             /* bytes of upstream message in a detail */
+#define SPARE_EASY OAI_SPARE_EASY  /* easy handles kept per shard for reuse */
+#define DETAIL_MAX OAI_DETAIL_MAX  /* bytes of upstream message in a detail */
 #define STOP_EVENT 1               /* SSE callback's "stop feeding" value */
 
-/* ------------------------------------------------------------ types */
-
-typedef struct oai_state {
-	char *endpoint;           /* url + "/chat/completions" */
-	char *log_url;            /* endpoint without userinfo, for logs */
-	char *model_json;         /* the model as a JSON string, quoted */
-	char *auth;               /* "Authorization: Bearer <key>" or NULL: secret */
-	const char *key;          /* points into auth: the key, for scrubbing */
-	size_t key_len;
-	struct curl_slist *hdrs;  /* static headers, shared read-only */
-	uint32_t connect_ms, first_ms, total_ms, maxconc;
-	int stream;
-	int https;
-} oai_state;
-
 typedef struct oai_sock oai_sock;
-typedef struct oai_call oai_call;
-
-typedef struct oai_shard {
-	oai_state *st;
-	struct event_base *base;
-	unsigned idx;
-	CURLM *multi;
-	struct event timer;       /* curl's multi timer */
-	int timer_init;
-	oai_call *calls;          /* running calls, doubly linked */
-	oai_sock *socks;          /* socket contexts, doubly linked */
-	CURL *spare[SPARE_EASY];
-	unsigned n_spare;
-	int closed;               /* close() ran: infer refuses */
-	int busy;                 /* depth inside curl_multi_socket_action or
-	                             sl_infer_token: a cancel then is deferred */
-	unsigned n_cancelled;     /* deferred cancels not yet reaped */
-} oai_shard;
 
 struct oai_sock {
 	oai_shard *ss;
@@ -86,44 +63,6 @@ struct oai_sock {
 	struct event ev;
 	int ev_init;
 	oai_sock *prev, *next;
-};
-
-enum { M_UNKNOWN = 0, M_SSE, M_JSON, M_ERROR };
-
-struct oai_call {
-	oai_shard *ss;
-	sl_infer *call;
-	CURL *easy;
-	oai_call *prev, *next;
-	int in_multi;
-	/* per-call headers, chained in front of the shared static list */
-	struct curl_slist h_rid, h_tp;
-	char *hbuf;
-	sl_dynbuf body;           /* request body */
-	sl_dynbuf raw;            /* JSON or error response body */
-	sl_sse *sse;
-	sl_oai_chunk chunk;
-	int chunk_init;
-	struct event ft;          /* first-token timer */
-	int ft_armed;
-	int mode;                 /* M_* once the response headers are in */
-	long code;                /* HTTP status */
-	int finished;             /* finish_reason seen */
-	int got_done;             /* [DONE] seen */
-	int got_body;             /* any response body byte */
-	int stop;                 /* write path asked to stop: see stop_* */
-	int stop_status;
-	int stop_silent;          /* request gone: no sl_infer_done */
-	uint8_t fail_kind;        /* sl_fail_kind for the next failing call_end */
-	int cancelled;            /* cancel() deferred: call is NULL, reap me */
-	char *stop_detail;
-	sl_usage usage;
-	int has_usage;
-	uint32_t n_tokens;
-	uint64_t t_start;
-	uint32_t limit_ms;        /* CURLOPT_TIMEOUT_MS set, 0 = none */
-	int limit_is_deadline;    /* the limit came from the request deadline */
-	char err[CURL_ERROR_SIZE];
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -262,10 +201,13 @@ static void scrub_key(const oai_state *st, char *s)
 
 /* ------------------------------------------------------------ calls */
 
+/* Stops the first-token limit.  The native transport's timer also carries
+ * its other deadlines: it stays armed and re-arms itself when it fires. */
 static void ft_disarm(oai_call *c)
 {
 	if (c->ft_armed) {
-		event_del(&c->ft);
+		if (!c->native)
+			event_del(&c->ft);
 		c->ft_armed = 0;
 	}
 }
@@ -276,6 +218,8 @@ static void call_free(oai_call *c)
 {
 	oai_shard *ss = c->ss;
 	ft_disarm(c);
+	if (c->native)
+		sl__oai_nt_detach(c); /* timer, wait lists, connection (closed) */
 	if (c->easy) {
 		if (c->in_multi)
 			curl_multi_remove_handle(ss->multi, c->easy);
@@ -354,15 +298,20 @@ static void set_stop(oai_call *c, int status, const char *detail)
 	}
 }
 
-static void on_first_token_timeout(evutil_socket_t fd, short what, void *arg)
+void sl__oai_first_token_timeout(oai_call *c)
 {
-	oai_call *c = arg;
 	c->ft_armed = 0;
 	char d[96];
 	snprintf(d, sizeof d, "upstream sent no token within %u ms", c->ss->st->first_ms);
 	c->fail_kind = SL_FAIL_FIRST_TOKEN;
-	/* remove_handle closes the connection: the upstream sees the abort */
+	/* remove_handle (or the native detach) closes the connection: the
+	 * upstream sees the abort */
 	call_end(c, SL_ETIMEDOUT, d, NULL);
+}
+
+static void on_first_token_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	sl__oai_first_token_timeout(arg);
 }
 
 /* ------------------------------------------------------------ response */
@@ -453,21 +402,66 @@ static int on_event(void *arg, const char *event, size_t event_len,
 	return 0;
 }
 
-static void classify(oai_call *c)
+void sl__oai_classify(oai_call *c, long code, const char *ct)
 {
-	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->code);
+	c->code = code;
 	if (c->code < 200 || c->code > 299) {
 		c->mode = M_ERROR;
 		return;
 	}
-	const char *ct = NULL;
-	curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
 	if (ct && strncasecmp(ct, "text/event-stream", 17) == 0)
 		c->mode = M_SSE;
 	else if (ct && strncasecmp(ct, "application/json", 16) == 0)
 		c->mode = M_JSON;
 	else
 		c->mode = c->ss->st->stream ? M_SSE : M_JSON;
+}
+
+static void classify(oai_call *c)
+{
+	long code = 0;
+	const char *ct = NULL;
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code >= 200 && code <= 299)
+		curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+	sl__oai_classify(c, code, ct);
+}
+
+int sl__oai_body(oai_call *c, const char *ptr, size_t len)
+{
+	if (c->stop)
+		return 1;
+	c->got_body = 1;
+	int rc;
+	switch (c->mode) {
+	case M_SSE:
+		rc = sl_sse_feed(c->sse, ptr, len);
+		if (rc == SL_OK)
+			return 0;
+		if (!c->stop) {
+			if (rc == SL_ETOOBIG)
+				set_stop(c, SL_EUPSTREAM, "upstream sent an event over the size bound");
+			else
+				set_stop(c, rc == SL_ENOMEM ? SL_ENOMEM : SL_EUPSTREAM,
+				         "upstream stream could not be parsed");
+		}
+		return 1;
+	case M_ERROR:
+		/* keep the start of an error body; the rest is dropped */
+		if (c->raw.len < SL_OPENAI_MAX_ERROR_BODY) {
+			size_t n = SL_OPENAI_MAX_ERROR_BODY - c->raw.len;
+			sl_dynbuf_add(&c->raw, ptr, len < n ? len : n);
+		}
+		return 0;
+	default:
+		rc = sl_dynbuf_add(&c->raw, ptr, len);
+		if (rc == SL_OK)
+			return 0;
+		set_stop(c, rc == SL_ETOOBIG ? SL_EUPSTREAM : rc,
+		         rc == SL_ETOOBIG ? "upstream response over the size bound"
+		                          : "out of memory reading the upstream response");
+		return 1;
+	}
 }
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -478,37 +472,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 		return 0;
 	if (c->mode == M_UNKNOWN)
 		classify(c);
-	c->got_body = 1;
-	int rc;
-	switch (c->mode) {
-	case M_SSE:
-		rc = sl_sse_feed(c->sse, ptr, len);
-		if (rc == SL_OK)
-			return len;
-		if (!c->stop) {
-			if (rc == SL_ETOOBIG)
-				set_stop(c, SL_EUPSTREAM, "upstream sent an event over the size bound");
-			else
-				set_stop(c, rc == SL_ENOMEM ? SL_ENOMEM : SL_EUPSTREAM,
-				         "upstream stream could not be parsed");
-		}
-		return 0;
-	case M_ERROR:
-		/* keep the start of an error body; the rest is dropped */
-		if (c->raw.len < SL_OPENAI_MAX_ERROR_BODY) {
-			size_t n = SL_OPENAI_MAX_ERROR_BODY - c->raw.len;
-			sl_dynbuf_add(&c->raw, ptr, len < n ? len : n);
-		}
-		return len;
-	default:
-		rc = sl_dynbuf_add(&c->raw, ptr, len);
-		if (rc == SL_OK)
-			return len;
-		set_stop(c, rc == SL_ETOOBIG ? SL_EUPSTREAM : rc,
-		         rc == SL_ETOOBIG ? "upstream response over the size bound"
-		                          : "out of memory reading the upstream response");
-		return 0;
-	}
+	return sl__oai_body(c, ptr, len) ? 0 : len;
 }
 
 /* The message of an error body: error.message, error (a string), message,
@@ -634,11 +598,8 @@ static int connect_error(CURLcode res)
 	}
 }
 
-/* curl finished the transfer of c with res: decide the outcome. */
-static void call_complete(oai_call *c, CURLcode res)
+void sl__oai_finish(oai_call *c, oai_xfer x, int sent, const char *err)
 {
-	c->in_multi = 0;
-	curl_multi_remove_handle(c->ss->multi, c->easy);
 	const oai_state *st = c->ss->st;
 	char d[DETAIL_MAX + 160];
 	if (c->stop) {
@@ -652,12 +613,6 @@ static void call_complete(oai_call *c, CURLcode res)
 		call_end(c, c->stop_status, c->stop_detail, &u);
 		return;
 	}
-	if (c->mode == M_UNKNOWN) {
-		long code = 0;
-		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
-		if (res == CURLE_OK || (code && (code < 200 || code > 299)))
-			classify(c);
-	}
 	if (c->mode == M_ERROR) {
 		/* an error status: report it even if the body was cut */
 		char msg[DETAIL_MAX + 1];
@@ -668,24 +623,21 @@ static void call_complete(oai_call *c, CURLcode res)
 		call_end(c, SL_EUPSTREAM, d, NULL);
 		return;
 	}
-	if (res != CURLE_OK) {
+	if (x != OAI_X_OK) {
 		uint64_t deadline = sl_infer_deadline(c->call);
 		uint64_t now = sl_now_ns();
 		uint64_t elapsed_ms = (now - c->t_start) / 1000000u;
-		const char *cerr = c->err[0] ? c->err : curl_easy_strerror(res);
-		long sent = 0; /* request bytes sent: 0 = never connected */
-		curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent);
-		if (res == CURLE_OPERATION_TIMEDOUT &&
+		const char *cerr = err && err[0] ? err : "unknown error";
+		if (x == OAI_X_TIMEOUT &&
 		    ((deadline && now >= deadline) ||
 		     (c->limit_ms && elapsed_ms + 1 >= c->limit_ms && c->limit_is_deadline))) {
 			c->fail_kind = SL_FAIL_TIMEOUT;
 			call_end(c, SL_ETIMEDOUT, "deadline exceeded waiting for upstream", NULL);
-		} else if (res == CURLE_OPERATION_TIMEDOUT && c->limit_ms &&
-		           elapsed_ms + 1 >= c->limit_ms) {
+		} else if (x == OAI_X_TIMEOUT && c->limit_ms && elapsed_ms + 1 >= c->limit_ms) {
 			snprintf(d, sizeof d, "upstream timed out after %u ms", c->limit_ms);
 			c->fail_kind = SL_FAIL_TIMEOUT;
 			call_end(c, SL_ETIMEDOUT, d, NULL);
-		} else if (connect_error(res) || (res == CURLE_OPERATION_TIMEDOUT && sent == 0)) {
+		} else if (x == OAI_X_CONNECT || (x == OAI_X_TIMEOUT && !sent)) {
 			snprintf(d, sizeof d, "upstream connect failed: %s", cerr);
 			c->fail_kind = SL_FAIL_CONNECT;
 			call_end(c, SL_EUPSTREAM, d, NULL);
@@ -695,7 +647,7 @@ static void call_complete(oai_call *c, CURLcode res)
 			if (!c->has_usage)
 				u.completion_tokens = c->n_tokens;
 			call_end(c, SL_OK, NULL, &u);
-		} else if (c->got_body || res == CURLE_PARTIAL_FILE) {
+		} else if (c->got_body || x == OAI_X_PARTIAL) {
 			c->fail_kind = SL_FAIL_BROKEN;
 			call_end(c, SL_EUPSTREAM, "upstream closed the stream before it finished", NULL);
 		} else {
@@ -722,6 +674,32 @@ static void call_complete(oai_call *c, CURLcode res)
 	call_end(c, SL_OK, NULL, &u);
 }
 
+/* curl finished the transfer of c with res: decide the outcome. */
+static void call_complete(oai_call *c, CURLcode res)
+{
+	c->in_multi = 0;
+	curl_multi_remove_handle(c->ss->multi, c->easy);
+	if (!c->stop && c->mode == M_UNKNOWN) {
+		long code = 0;
+		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+		if (res == CURLE_OK || (code && (code < 200 || code > 299)))
+			classify(c);
+	}
+	oai_xfer x = OAI_X_OK;
+	if (res == CURLE_OPERATION_TIMEDOUT)
+		x = OAI_X_TIMEOUT;
+	else if (connect_error(res))
+		x = OAI_X_CONNECT;
+	else if (res == CURLE_PARTIAL_FILE)
+		x = OAI_X_PARTIAL;
+	else if (res != CURLE_OK)
+		x = OAI_X_OTHER;
+	long sent = 0; /* request bytes sent: 0 = never connected */
+	if (x == OAI_X_TIMEOUT)
+		curl_easy_getinfo(c->easy, CURLINFO_REQUEST_SIZE, &sent);
+	sl__oai_finish(c, x, sent != 0, c->u.err[0] ? c->u.err : curl_easy_strerror(res));
+}
+
 /* Drains curl's finished transfers. */
 static void check_done(oai_shard *ss)
 {
@@ -740,11 +718,8 @@ static void check_done(oai_shard *ss)
 
 /* ------------------------------------------------------------ loop glue */
 
-/* After curl_multi_socket_action: finished transfers, then calls whose
- * cancel() came while curl (or the token path) was running. */
-static void after_action(oai_shard *ss)
+void sl__oai_reap(oai_shard *ss)
 {
-	check_done(ss);
 	if (ss->busy || !ss->n_cancelled)
 		return;
 	oai_call *c = ss->calls;
@@ -754,6 +729,14 @@ static void after_action(oai_shard *ss)
 			call_free(c);
 		c = next;
 	}
+}
+
+/* After curl_multi_socket_action: finished transfers, then calls whose
+ * cancel() came while curl (or the token path) was running. */
+static void after_action(oai_shard *ss)
+{
+	check_done(ss);
+	sl__oai_reap(ss);
 }
 
 static void on_sock_event(evutil_socket_t fd, short what, void *arg)
@@ -945,6 +928,35 @@ static struct curl_slist *call_headers(oai_call *c)
 	return c->ss->st->hdrs;
 }
 
+/* The transfer's total limit: min(total_timeout, time left to the
+ * deadline), rounded up so the transport never gives up before the
+ * deadline (outcome_for() then sees it passed and reports expired). */
+static void set_limit(oai_call *c, const oai_state *st)
+{
+	uint64_t deadline = sl_infer_deadline(c->call);
+	uint32_t limit = st->total_ms;
+	if (deadline) {
+		uint64_t left_ms = deadline > c->t_start
+		                       ? (deadline - c->t_start + 999999u) / 1000000u : 1;
+		if (!left_ms)
+			left_ms = 1;
+		if (!limit || left_ms < limit) {
+			limit = left_ms > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : (uint32_t)left_ms;
+			c->limit_is_deadline = 1;
+		}
+	}
+	c->limit_ms = limit;
+}
+
+static void link_call(oai_shard *ss, oai_call *c)
+{
+	c->next = ss->calls;
+	if (c->next)
+		c->next->prev = c;
+	ss->calls = c;
+	*sl_infer_worker_data(c->call) = c;
+}
+
 static int oai_infer(void *ssv, sl_infer *call)
 {
 	oai_shard *ss = ssv;
@@ -956,11 +968,12 @@ static int oai_infer(void *ssv, sl_infer *call)
 		return SL_ENOMEM;
 	c->ss = ss;
 	c->call = call;
+	c->native = st->native;
 	c->t_start = sl_now_ns();
 	sl_dynbuf_init(&c->body, MAX_BODY_OUT);
 	sl_dynbuf_init(&c->raw, SL_OPENAI_MAX_BODY_BYTES);
 	int rc = build_body(st, call, &c->body);
-	if (rc == SL_OK)
+	if (rc == SL_OK && !c->native)
 		rc = build_headers(c);
 	if (rc == SL_OK)
 		rc = sl_sse_create(SL_OPENAI_MAX_EVENT_BYTES, on_event, c, &c->sse);
@@ -968,6 +981,19 @@ static int oai_infer(void *ssv, sl_infer *call)
 		goto fail;
 	sl_oai_chunk_init(&c->chunk, SL_OPENAI_MAX_EVENT_BYTES);
 	c->chunk_init = 1;
+	set_limit(c, st);
+
+	if (c->native) {
+		/* linked first: the transport may look the call up (never ends
+		 * it before returning) */
+		link_call(ss, c);
+		rc = sl__oai_nt_infer(c);
+		if (rc != SL_OK) {
+			call_free(c); /* also unlinks and clears worker data */
+			return rc;
+		}
+		return SL_OK;
+	}
 
 	if (ss->n_spare)
 		c->easy = ss->spare[--ss->n_spare];
@@ -986,7 +1012,7 @@ static int oai_infer(void *ssv, sl_infer *call)
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, call_headers(c));
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->err);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->u.err);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)st->connect_ms);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -1002,23 +1028,8 @@ static int oai_infer(void *ssv, sl_infer *call)
 #endif
 	if (st->https)
 		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L); /* prefer h2 multiplexing */
-
-	/* total limit: min(total_timeout, time left to the deadline) */
-	uint64_t deadline = sl_infer_deadline(call);
-	uint32_t limit = st->total_ms;
-	if (deadline) {
-		uint64_t left_ms = deadline > c->t_start
-		                       ? (deadline - c->t_start + 999999u) / 1000000u : 1;
-		if (!left_ms)
-			left_ms = 1;
-		if (!limit || left_ms < limit) {
-			limit = left_ms > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : (uint32_t)left_ms;
-			c->limit_is_deadline = 1;
-		}
-	}
-	c->limit_ms = limit;
-	if (limit)
-		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)limit);
+	if (c->limit_ms)
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->limit_ms);
 
 	if (st->first_ms != SL_OPENAI_TIMEOUT_NONE) {
 		event_assign(&c->ft, ss->base, -1, 0, on_first_token_timeout, c);
@@ -1028,11 +1039,7 @@ static int oai_infer(void *ssv, sl_infer *call)
 		c->ft_armed = 1;
 	}
 	/* link before adding: add_handle may run callbacks */
-	c->next = ss->calls;
-	if (c->next)
-		c->next->prev = c;
-	ss->calls = c;
-	*sl_infer_worker_data(call) = c;
+	link_call(ss, c);
 	if (curl_multi_add_handle(ss->multi, e) != CURLM_OK) {
 		call_free(c); /* also unlinks and clears worker data */
 		return SL_ENOMEM;
@@ -1063,6 +1070,8 @@ static void oai_cancel(void *ssv, sl_infer *call)
 		c->stop_silent = 1;
 		ss->n_cancelled++;
 		ft_disarm(c);
+		if (c->native)
+			sl__oai_nt_park(c); /* out of the wait lists: gets nothing more */
 		return;
 	}
 	c->cancelled = 1; /* worker data already cleared */
@@ -1081,6 +1090,7 @@ static void state_free(oai_state *s)
 		explicit_bzero(s->auth, strlen(s->auth));
 		free(s->auth);
 	}
+	sl__oai_nt_state_free(s);
 	free(s->endpoint);
 	free(s->log_url);
 	free(s->model_json);
@@ -1109,6 +1119,18 @@ static char *strip_userinfo(const char *url)
 	return d;
 }
 
+/* 1 when a proxy variable that libcurl honours for http:// is set. */
+static int proxy_configured(void)
+{
+	static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		const char *v = getenv(vars[i]);
+		if (v && v[0])
+			return 1;
+	}
+	return 0;
+}
+
 static int oai_init(const void *cfg, void **state)
 {
 	const sl_openai_opts *o = cfg;
@@ -1129,6 +1151,11 @@ static int oai_init(const void *cfg, void **state)
 		return SL_EINVAL;
 	if (o->stream != 0 && o->stream != 1)
 		return SL_EINVAL;
+	if (o->transport != SL_OPENAI_TRANSPORT_AUTO && o->transport != SL_OPENAI_TRANSPORT_NATIVE &&
+	    o->transport != SL_OPENAI_TRANSPORT_CURL)
+		return SL_EINVAL;
+	if (o->transport == SL_OPENAI_TRANSPORT_NATIVE && https)
+		return SL_EINVAL; /* the native transport has no TLS */
 	size_t nh = 0;
 	if (o->headers) {
 		for (; o->headers[nh]; nh++) {
@@ -1225,11 +1252,23 @@ static int oai_init(const void *cfg, void **state)
 			goto fail;
 		s->hdrs = n;
 	}
+	/* auto: native for http://, unless a proxy variable asks curl to
+	 * route the request (curl honours them, the native transport does
+	 * not); a URL the native transport cannot use also stays on curl */
+	if (!https && (o->transport == SL_OPENAI_TRANSPORT_NATIVE ||
+	               (o->transport == SL_OPENAI_TRANSPORT_AUTO && !proxy_configured()))) {
+		rc = sl__oai_nt_init(s, o->headers, nh);
+		if (rc == SL_OK)
+			s->native = 1;
+		else if (rc != SL_EINVAL || o->transport == SL_OPENAI_TRANSPORT_NATIVE)
+			goto fail;
+		rc = SL_ENOMEM;
+	}
 	SL_LOG(SL_LOG_DEBUG,
 	       "event=openai_init url=%s stream=%d connect_ms=%u first_token_ms=%u "
-	       "total_ms=%u max_concurrency=%u auth=%s extra_headers=%zu",
+	       "total_ms=%u max_concurrency=%u auth=%s extra_headers=%zu transport=%s",
 	       s->log_url, s->stream, s->connect_ms, s->first_ms, s->total_ms, s->maxconc,
-	       s->auth ? "bearer" : "none", nh);
+	       s->auth ? "bearer" : "none", nh, s->native ? "native" : "curl");
 	*state = s;
 	return SL_OK;
 fail:
@@ -1246,6 +1285,15 @@ static int oai_start(void *state, struct event_base *base, unsigned shard, void 
 	ss->st = st;
 	ss->base = base;
 	ss->idx = shard;
+	if (st->native) {
+		int rc = sl__oai_nt_start(ss);
+		if (rc != SL_OK) {
+			free(ss);
+			return rc;
+		}
+		*out = ss;
+		return SL_OK;
+	}
 	ss->multi = curl_multi_init();
 	if (!ss->multi) {
 		free(ss);
@@ -1279,6 +1327,8 @@ static void oai_close(void *ssv)
 		else
 			call_end(ss->calls, SL_ECANCELED, "openai worker closing", NULL);
 	}
+	if (ss->st->native)
+		sl__oai_nt_close(ss); /* the idle pool */
 }
 
 static void oai_stop(void *ssv)
@@ -1287,7 +1337,10 @@ static void oai_stop(void *ssv)
 	ss->closed = 1;
 	while (ss->calls)
 		call_free(ss->calls); /* only if close() was skipped */
-	curl_multi_cleanup(ss->multi);
+	if (ss->st->native)
+		sl__oai_nt_stop(ss);
+	if (ss->multi)
+		curl_multi_cleanup(ss->multi);
 	while (ss->socks)
 		sock_free(ss, ss->socks);
 	for (unsigned i = 0; i < ss->n_spare; i++)

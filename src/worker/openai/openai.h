@@ -4,12 +4,14 @@
  * llama.cpp server, TGI, Ollama, OpenAI itself) and streams the answer back
  * as tokens.
  *
- * Transport: libcurl's multi interface driven by the shard's libevent loop
- * (curl_multi_socket_action, as in curl's docs/examples/multi-event.c).  One
- * CURLM per shard, created in start() on that shard's event_base and freed in
- * stop(); its connection cache is the keep-alive pool for the upstream.  No
- * thread ever blocks on the network.  Design notes:
- * docs/internals/openai-worker.md.
+ * Transports (opts.transport): http:// upstreams use the native HTTP/1.1
+ * client (native.c: non-blocking sockets and libevent events on the shard's
+ * loop, a keep-alive pool per shard, names resolved by evdns), https://
+ * upstreams use libcurl's multi interface driven by the shard's loop
+ * (curl_multi_socket_action, as in curl's docs/examples/multi-event.c; one
+ * CURLM per shard, whose connection cache is the keep-alive pool).  Both
+ * send the same request and report the same outcomes.  No thread ever
+ * blocks on the network.  Design notes: docs/internals/openai-worker.md.
  *
  * The request: POST <url>/chat/completions with
  *   {"model":<model>, "messages":<see below>, "stream":true,
@@ -41,15 +43,16 @@
  *                        error.code is an HTTP status (400..599).
  *                    "upstream error: <message>"  any other error event in a
  *                        stream (HTTP status 200).
- *                    "upstream connect failed: <curl's error>"  could not
- *                        resolve or connect (incl. connect timeout, TLS).
+ *                    "upstream connect failed: <error>"  could not resolve
+ *                        or connect (incl. connect timeout, TLS); <error>
+ *                        is libcurl's or the native client's message.
  *                    "upstream closed the stream before it finished"  the
  *                        body ended (cleanly or not) before a finish_reason
  *                        or [DONE].
  *                    "upstream sent malformed JSON"  an SSE event or the
  *                        JSON body did not parse as a JSON object.
- *                    "upstream transfer failed: <curl's error>"  any other
- *                        transport failure.
+ *                    "upstream transfer failed: <error>"  any other
+ *                        transport failure (e.g. a malformed response head).
  *                    "upstream response has no choices", "upstream sent an
  *                        event over the size bound", "upstream response
  *                        over the size bound"  other protocol violations.
@@ -93,6 +96,18 @@
 #define SL_OPENAI_MAX_STRING 8192u
 #define SL_OPENAI_MAX_HEADERS 64u
 
+/* How calls reach the upstream. */
+typedef enum sl_openai_transport {
+	/* native for http:// (libcurl when one of the proxy variables libcurl
+	 * honours - http_proxy, all_proxy, ALL_PROXY - is set, or for a URL
+	 * the native client cannot use), libcurl for https:// */
+	SL_OPENAI_TRANSPORT_AUTO = 0,
+	/* the native HTTP/1.1 client; http:// only (no TLS, no proxy) */
+	SL_OPENAI_TRANSPORT_NATIVE = 1,
+	/* libcurl (HTTP/1.1 and, over https, HTTP/2) */
+	SL_OPENAI_TRANSPORT_CURL = 2
+} sl_openai_transport;
+
 typedef struct sl_openai_opts {
 	/* base URL ("http://127.0.0.1:8081/v1"); requests go to
 	 * url + "/chat/completions" (a trailing '/' of url is dropped).
@@ -124,9 +139,13 @@ typedef struct sl_openai_opts {
 	 * 0 = one non-streamed chat.completion, emitted as one token.
 	 * sl_openai_opts_init() sets 1; a zeroed struct means 0. */
 	int stream;
+	/* SL_OPENAI_TRANSPORT_AUTO (the default, also of a zeroed struct),
+	 * NATIVE (an https:// url is then SL_EINVAL) or CURL. */
+	sl_openai_transport transport;
 } sl_openai_opts;
 
-/* Fills *opts with the defaults (stream = 1, everything else 0/NULL). */
+/* Fills *opts with the defaults (stream = 1, transport auto, everything else
+ * 0/NULL). */
 void sl_openai_opts_init(sl_openai_opts *opts);
 
 /* Creates the worker.  opts is validated and copied (strings included); the
@@ -134,8 +153,9 @@ void sl_openai_opts_init(sl_openai_opts *opts);
  * SL_OK and *out, SL_EINVAL (missing url/model, bad scheme, a control
  * character in the url, bad header, unset or empty key variable, a string
  * over SL_OPENAI_MAX_STRING, more than SL_OPENAI_MAX_HEADERS headers, a
- * timeout over a day, stream not 0 or 1), SL_ENOMEM, or SL_ESYS when
- * libcurl cannot be initialised. */
+ * timeout over a day, stream not 0 or 1, an unknown transport, transport
+ * native with an https:// url or a url the native client cannot use),
+ * SL_ENOMEM, or SL_ESYS when libcurl cannot be initialised. */
 int sl_worker_openai_create(const sl_openai_opts *opts, sl_worker **out);
 
 #endif
