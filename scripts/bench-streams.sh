@@ -192,8 +192,12 @@ start_mock() { # start_mock TOKENS INTER_TOKEN_MS
 	wait_http "$MOCK_PORT" "$MOCK_PID" mock
 }
 start_sluice() { # start_sluice [EXTRA ARGS...]
+	# The default pipeline's rag stage retrieves from ${SLUICE_DOCS:-docs}
+	# when that folder exists (from the repository root it does: 4 sources,
+	# a prompt of several KiB per stream).  Like bench-gateway, measure the
+	# gateway without a corpus unless SLUICE_DOCS names one.
 	# shellcheck disable=SC2086  # SERVE_ARGS is a list of words
-	"${PIN_SUT[@]}" "$SUT" serve --port "$SLUICE_PORT" \
+	SLUICE_DOCS=${SLUICE_DOCS:-/nonexistent-sluice-corpus} "${PIN_SUT[@]}" "$SUT" serve --port "$SLUICE_PORT" \
 		--upstream "http://127.0.0.1:$MOCK_PORT/v1" --model mock --log-level warn \
 		$SERVE_ARGS "$@" >"$RUN/sluice.log" 2>&1 &
 	SLUICE_PID=$!

@@ -1102,10 +1102,21 @@ static void process(h1_conn *c)
 				await_more(c);
 				break;
 			}
-			if (evbuffer_remove_buffer(in, c->body, (size_t)c->body_need) < 0) {
+			/* Copied, not moved: evbuffer_remove_buffer would hand the
+			 * body over with the read chain it sits in (READ_CHUNK
+			 * rounded up, 32 KiB), kept for the whole request -- per
+			 * held-open stream.  A copy costs a chain of the body's size
+			 * and lets the read chain go. */
+			struct evbuffer_iovec v;
+			size_t bn = (size_t)c->body_need;
+			if (evbuffer_reserve_space(c->body, (ev_ssize_t)(bn + 1), &v, 1) < 1 ||
+			    evbuffer_copyout(in, v.iov_base, bn) != (ev_ssize_t)bn) {
 				fail_request(c, 500, "internal_error", "out of memory");
 				break;
 			}
+			v.iov_len = bn;
+			evbuffer_commit_space(c->body, &v, 1);
+			evbuffer_drain(in, bn);
 			dispatch(c);
 			continue;
 		}
