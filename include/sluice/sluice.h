@@ -408,7 +408,15 @@ typedef struct sl_stage_ops {
 	                 size_t len);
 	void (*stop)(void *shard_state);
 	void (*fini)(void *state);
+	/* SL_STAGE_* bits. */
+	unsigned flags;
 } sl_stage_ops;
+
+/* The stage's run() returns at once and does no measurable work (a pass
+ * through): when it completes inside run(), the pipeline times it with the
+ * clock reading it already has (its latency records as 0) instead of
+ * reading the clock again.  Two clock reads fewer per request and stage. */
+#define SL_STAGE_INSTANT 1u
 
 /* Built-in stage kinds. */
 extern const sl_stage_ops sl_stage_rag;       /* retrieval; none configured = pass */

@@ -279,7 +279,9 @@ static void finish(sl__ps *ps, sl__req *req, sl_outcome oc, int status, int stag
 		map_del(ps, req->id);
 		sl__ctr_add(&ps->live, -1);
 	}
-	uint64_t now = sl__now();
+	/* the sink's instant stage_finished just read the clock */
+	uint64_t now = ps->fin_now ? ps->fin_now : sl__now();
+	ps->fin_now = 0;
 	sl__ctr_add(&ps->outcomes[oc], 1);
 	if (oc == SL_OUTCOME_COMPLETED)
 		sl__hist_record(ps->e2e, now - req->t_submit);
@@ -511,11 +513,14 @@ static void advance(sl__ps *ps, unsigned s, sl__req *req)
 }
 
 /* Stage s ended its work on the request with status rc. */
-static void stage_finished(sl__ps *ps, unsigned s, sl__req *req, int rc)
+static void stage_finished(sl__ps *ps, unsigned s, sl__req *req, int rc, int sync)
 {
 	sl__stage_rt *st = &ps->st[s];
 	struct sl_job *job = &req->slots[s];
-	uint64_t now = ps_now(ps);
+	/* an instant stage done inside run(): the clock reading of its start */
+	int instant = sync && (ps->p->stages[s].ops->flags & SL_STAGE_INSTANT);
+	uint64_t now = instant ? ps->now : ps_now(ps);
+	ps->fin_now = instant && s == ps->p->sink ? now : 0;
 	req->times[s].finished = now;
 	sl__hist_record(st->lat, now - req->times[s].started);
 	if (job->stage_deadline) {
@@ -563,7 +568,7 @@ static void run_job(sl__ps *ps, unsigned s, struct sl_job *job)
 			return;
 		rc = job->inline_status;
 	}
-	stage_finished(ps, s, req, rc);
+	stage_finished(ps, s, req, rc, 1);
 }
 
 /* Takes a slot of stage s for the request (just out of the queue, or
@@ -837,7 +842,7 @@ void sl_job_done(sl_job *job, int status, const char *detail)
 		req->zombies--;
 		req_release(ps, req);
 	} else if (job->state == S_RUNNING && !req->final) {
-		stage_finished(ps, job->stage, req, status);
+		stage_finished(ps, job->stage, req, status, 0);
 		sl__shard_schedule(ps->sh);
 	}
 	sl__ps_exit(ps);

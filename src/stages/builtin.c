@@ -29,7 +29,7 @@ static int pass_run(void *ss, sl_job *job)
 	return SL_OK;
 }
 
-const sl_stage_ops sl_stage_rag = {.kind = "rag", .run = pass_run};
+const sl_stage_ops sl_stage_rag = {.kind = "rag", .run = pass_run, .flags = SL_STAGE_INSTANT};
 
 /* ---- assemble ---- */
 /* Retrieval records (see stages/real.h) as "[id] text" paragraphs. */
@@ -123,10 +123,11 @@ static int post_run(void *ss, sl_job *job)
 	return SL_OK;
 }
 
-const sl_stage_ops sl_stage_post = {.kind = "post", .run = post_run};
+const sl_stage_ops sl_stage_post = {.kind = "post", .run = post_run, .flags = SL_STAGE_INSTANT};
 
 /* ---- stream ---- */
-const sl_stage_ops sl_stage_stream = {.kind = "stream", .run = pass_run};
+const sl_stage_ops sl_stage_stream = {.kind = "stream", .run = pass_run,
+                                      .flags = SL_STAGE_INSTANT};
 
 /* ---- delay ---- */
 typedef struct delay_state {
