@@ -377,12 +377,23 @@ static void pool_unlink(nt_shard *ns, nt_conn *k)
 
 /* ------------------------------------------------------------ connections */
 
-/* Watches k for flags (EV_* ), with an optional timeout. */
+/* Watches k for flags (EV_* ), with an optional timeout.  The same flags
+ * again only change the timeout (event_add / event_remove_timer touch the
+ * timer heap, not epoll): idle <-> reading is EV_READ|EV_PERSIST both ways,
+ * so a pooled connection costs no epoll_ctl per request. */
 static void conn_watch(nt_conn *k, short flags, const struct timeval *tv)
 {
 	short mark = (short)(flags | (tv ? NT_EV_TIMED : 0));
 	if (k->evflags == mark && !tv)
 		return;
+	if (k->evflags && (k->evflags & ~NT_EV_TIMED) == flags) {
+		if (tv)
+			event_add(&k->ev, tv);
+		else
+			event_remove_timer(&k->ev);
+		k->evflags = mark;
+		return;
+	}
 	if (k->evflags)
 		event_del(&k->ev);
 	event_assign(&k->ev, k->ss->base, k->fd, flags, nt_on_io, k);
@@ -451,7 +462,7 @@ static void pool_put(oai_shard *ss, nt_conn *k)
 	}
 	k->state = C_IDLE;
 	struct timeval tv = {NT_IDLE_MS / 1000, (NT_IDLE_MS % 1000) * 1000};
-	conn_watch(k, EV_READ, &tv);
+	conn_watch(k, EV_READ | EV_PERSIST, &tv);
 	k->prev = NULL;
 	k->next = ns->idle_head;
 	if (k->next)
@@ -967,8 +978,7 @@ static void nt_on_io(evutil_socket_t fd, short what, void *arg)
 	switch (k->state) {
 	case C_IDLE:
 		/* the upstream closed it (or sent something unasked), or it was
-		 * idle for NT_IDLE_MS: the one-shot event is no longer added */
-		k->evflags = 0;
+		 * idle for NT_IDLE_MS (conn_close deletes the event) */
 		pool_unlink(&ss->nt, k);
 		conn_close(k);
 		nt_wake(ss);
