@@ -21,9 +21,35 @@ static void truncate_to(sl_dynbuf *b, size_t len)
 		b->p[len] = '\0';
 }
 
-static int string_body(sl_dynbuf *b, const char *s, size_t len)
+/* The JSON escape of byte c (a control character, '"', a backslash, or a
+ * byte that starts no valid UTF-8 sequence: U+FFFD) written at e; returns
+ * its length (2, 3 or 6). */
+static size_t escape_byte(char *e, unsigned char c)
 {
 	static const char hex[] = "0123456789abcdef";
+	e[0] = '\\';
+	switch (c) {
+	case '"': e[1] = '"'; return 2;
+	case '\\': e[1] = '\\'; return 2;
+	case '\b': e[1] = 'b'; return 2;
+	case '\f': e[1] = 'f'; return 2;
+	case '\n': e[1] = 'n'; return 2;
+	case '\r': e[1] = 'r'; return 2;
+	case '\t': e[1] = 't'; return 2;
+	default:
+		if (c < 0x20) {
+			memcpy(e + 1, "u00", 3);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			return 6;
+		}
+		memcpy(e, "\xEF\xBF\xBD", 3); /* invalid UTF-8 byte */
+		return 3;
+	}
+}
+
+static int string_body(sl_dynbuf *b, const char *s, size_t len)
+{
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, run = 0; /* run: start of pending pass-through bytes */
 	int rc;
@@ -42,31 +68,7 @@ static int string_body(sl_dynbuf *b, const char *s, size_t len)
 		if (i > run && (rc = sl_dynbuf_add(b, s + run, i - run)))
 			return rc;
 		char e[6];
-		size_t en = 2;
-		e[0] = '\\';
-		switch (u[i]) {
-		case '"': e[1] = '"'; break;
-		case '\\': e[1] = '\\'; break;
-		case '\b': e[1] = 'b'; break;
-		case '\f': e[1] = 'f'; break;
-		case '\n': e[1] = 'n'; break;
-		case '\r': e[1] = 'r'; break;
-		case '\t': e[1] = 't'; break;
-		default:
-			if (u[i] < 0x20) {
-				e[1] = 'u';
-				e[2] = '0';
-				e[3] = '0';
-				e[4] = hex[u[i] >> 4];
-				e[5] = hex[u[i] & 15];
-				en = 6;
-			} else { /* invalid UTF-8 byte */
-				e[0] = (char)0xEF;
-				e[1] = (char)0xBF;
-				e[2] = (char)0xBD;
-				en = 3;
-			}
-		}
+		size_t en = escape_byte(e, u[i]);
 		if ((rc = sl_dynbuf_add(b, e, en)))
 			return rc;
 		i++;
@@ -274,7 +276,6 @@ int sl_oai_sse_chunk_prefix(sl_dynbuf *b, const sl_oai_meta *m, sl_oai_kind kind
  * (room for 6 bytes per input byte).  Returns the bytes written. */
 static size_t escape_into(char *out, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
 	char *o = out;
 	size_t i = 0;
@@ -297,28 +298,7 @@ static size_t escape_into(char *out, const char *s, size_t len)
 				continue;
 			}
 		}
-		*o++ = '\\';
-		switch (u[i]) {
-		case '"': *o++ = '"'; break;
-		case '\\': *o++ = '\\'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		case '\n': *o++ = 'n'; break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		default:
-			if (u[i] < 0x20) {
-				*o++ = 'u';
-				*o++ = '0';
-				*o++ = '0';
-				*o++ = hex[u[i] >> 4];
-				*o++ = hex[u[i] & 15];
-			} else { /* invalid UTF-8 byte: U+FFFD */
-				o[-1] = (char)0xEF;
-				*o++ = (char)0xBF;
-				*o++ = (char)0xBD;
-			}
-		}
+		o += escape_byte(o, u[i]);
 		i++;
 	}
 	return (size_t)(o - out);

@@ -846,8 +846,9 @@ static inline int fp_raw(fp *x, const char **s, size_t *n)
 		return FP_DECLINE;
 	const unsigned char *b = p;
 	for (;;) {
-		while (!sl_json_byte_class[*p])
-			p++;
+		p = (const unsigned char *)sl_json_plain_end((const char *)p, (const char *)x->end);
+		if (p >= (const unsigned char *)x->end)
+			return FP_DECLINE;
 		if (*p == '"')
 			break;
 		if (*p < 0x80) /* an escape, a control character or the end */
