@@ -130,6 +130,17 @@ static int apply_default(sl_config *c, const overrides *o)
 		b->type = SL_CFG_BACKEND_OPENAI;
 		b->url = strdup(o->upstream);
 		b->stream = 1;
+		/* named for what it is (metrics labels, X-Sluice-Backend), not "echo" */
+		char *name = strdup("upstream"), *ref = strdup("upstream");
+		if (!name || !ref) {
+			free(name);
+			free(ref);
+			return SL_ENOMEM;
+		}
+		free(b->name);
+		b->name = name;
+		free(c->models[0].backends[0]);
+		c->models[0].backends[0] = ref;
 		if (o->key_env)
 			b->api_key_env = strdup(o->key_env);
 		if (!b->url || (o->key_env && !b->api_key_env))
