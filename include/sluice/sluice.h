@@ -339,7 +339,10 @@ typedef enum sl_fail_kind {
 	SL_FAIL_FIRST_TOKEN,   /* no first token within the backend's limit */
 	SL_FAIL_TIMEOUT,       /* the total limit or the request deadline */
 	SL_FAIL_BROKEN,        /* the answer stopped before it was complete */
-	SL_FAIL_PROTOCOL       /* the answer could not be understood */
+	SL_FAIL_PROTOCOL,      /* the answer could not be understood */
+	SL_FAIL_LOCAL          /* this process ran out of a local resource (file
+	                        * descriptors, ports, memory) before reaching the
+	                        * backend: says nothing about the backend's health */
 } sl_fail_kind;
 void sl_infer_set_failure(sl_infer *call, sl_fail_kind kind, int http_status);
 

@@ -486,6 +486,14 @@ static void error_of(const sl_result *r, int *status, const char **type,
 		*code = "backend_unavailable";
 		return;
 	}
+	if (r->status == SL_ESYS) {
+		/* this process ran out of something (descriptors, ports, memory):
+		 * temporary, and not the client's fault nor the backend's */
+		*status = 503;
+		*type = "server_error";
+		*code = "resources_exhausted";
+		return;
+	}
 	if (r->status == SL_EFILTER) {
 		*status = 400;
 		*type = "invalid_request_error";

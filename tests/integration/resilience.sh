@@ -11,7 +11,11 @@
 #   3. weighted 90/10 over 10,000 requests within +-2 %, sticky sessions
 #      never switch arm;
 #   4. kill -9 of the server under load: every failure a client saw is in
-#      the dead-letter log after the restart, and it replays.
+#      the dead-letter log after the restart, and it replays;
+#   5. the server runs out of file descriptors (ulimit -n 40, a backend that
+#      holds every call): the calls that cannot open an upstream socket get
+#      503 resources_exhausted, the backend's breaker does not count them,
+#      and the server serves again once the held calls end.
 # Usage: tests/integration/resilience.sh path/to/sluice
 set -u
 BIN=${1:?usage: resilience.sh path/to/sluice}
@@ -19,6 +23,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 LOAD="python3 $HERE/load.py"
 T=$(mktemp -d)
 PIDS=()
+CPIDS=()
 SPID=
 pass=0
 fail=0
@@ -221,6 +226,41 @@ check "replay completes" grep -q '"outcome":"completed"' "$T/replay.json"
 check "replay recorded" grep -q "replayed:completed" <("$BIN" dlq list --dir "$DLQ" 2>/dev/null | grep "$ID")
 check "replay through the CLI" "$BIN" dlq replay "$ID" --url "$URL" >/dev/null
 check "unknown id is 404" [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/admin/dlq/dlq-nope/replay")" = 404 ]
+
+# 5. local exhaustion is not the backend's fault
+HP=$(port)
+"$BIN" mock-upstream --port "$HP" --threads 1 --tokens 3 --first-token-ms 2500 >"$T/h.log" 2>&1 &
+PIDS+=($!)
+wait_up "$HP" || bad "hanging mock did not start"
+XP=$(port)
+(ulimit -n 40 && exec "$BIN" serve --port "$XP" --shards 1 --no-pin --upstream "http://127.0.0.1:$HP/v1" \
+	--model m --log-level error >"$T/x.out" 2>"$T/x.err") &
+XPID=$!
+PIDS+=($XPID)
+if wait_up "$XP"; then
+	for i in $(seq 1 30); do
+		curl -s -m 10 -o "$T/x$i.json" -w '%{http_code}\n' "http://127.0.0.1:$XP/v1/chat/completions" \
+			-d '{"model":"m","messages":[{"role":"user","content":"hi"}]}' >>"$T/x.codes" &
+		CPIDS+=($!)
+	done
+	wait "${CPIDS[@]}" 2>/dev/null
+	n200=$(grep -c '^200$' "$T/x.codes")
+	n503=$(grep -c '^503$' "$T/x.codes")
+	echo "  fd exhaustion: $n200 x 200, $n503 x 503 of $(wc -l <"$T/x.codes")"
+	check "fd exhaustion: some calls served, the rest 503 (no other status)" \
+		[ "$n200" -gt 0 -a "$n503" -gt 0 -a $((n200 + n503)) -eq 30 ]
+	check "fd exhaustion: 503 says resources_exhausted" \
+		bash -c "cat '$T'/x*.json | grep -q '\"code\":\"resources_exhausted\"'"
+	curl -s "http://127.0.0.1:$XP/metrics" >"$T/x.metrics"
+	check "fd exhaustion: no breaker failure, no trip" \
+		grep -q '^sluice_backend_failures_total{model="m",backend="upstream"} 0$' "$T/x.metrics"
+	check "fd exhaustion: breaker never opened" \
+		grep -q '^sluice_backend_breaker_trips_total{model="m",backend="upstream"} 0$' "$T/x.metrics"
+	check "fd exhaustion: serves again after the held calls end" [ "$(curl -s -o /dev/null -w '%{http_code}' \
+		"http://127.0.0.1:$XP/v1/chat/completions" -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}')" = 200 ]
+else
+	bad "fd-limited server did not start ($(tail -c 300 "$T/x.err"))"
+fi
 
 if [ "$fail" -ne 0 ]; then
 	echo "--- server stderr (last 60 lines):"

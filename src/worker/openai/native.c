@@ -700,15 +700,16 @@ static void nt_open(oai_call *c)
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0) {
 		char e[300];
+		int err = errno;
 		snprintf(e, sizeof e, "Failed to connect to %s port %u: socket: %s", t->host, t->port,
-		         strerror(errno));
-		nt_fail(c, OAI_X_CONNECT, e);
+		         strerror(err));
+		nt_fail(c, sl__oai_local_errno(err) ? OAI_X_LOCAL : OAI_X_CONNECT, e);
 		return;
 	}
 	nt_conn *k = calloc(1, sizeof *k);
 	if (!k) {
 		close(fd);
-		nt_fail(c, OAI_X_OTHER, "out of memory");
+		nt_fail(c, OAI_X_LOCAL, "out of memory");
 		return;
 	}
 	k->ss = ss;
@@ -751,7 +752,7 @@ static void nt_connect_failed(oai_call *c, int err)
 	char e[320];
 	snprintf(e, sizeof e, "Failed to connect to %s port %u after %llu ms: %s", t->host, t->port,
 	         (unsigned long long)((now - n->t_conn) / MS_NS), strerror(err));
-	nt_fail(c, OAI_X_CONNECT, e);
+	nt_fail(c, sl__oai_local_errno(err) ? OAI_X_LOCAL : OAI_X_CONNECT, e);
 }
 
 /* A new connection for c (never one from the pool). */

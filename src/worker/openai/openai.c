@@ -632,6 +632,10 @@ void sl__oai_finish(oai_call *c, oai_xfer x, int sent, const char *err)
 			snprintf(d, sizeof d, "upstream timed out after %u ms", c->limit_ms);
 			c->fail_kind = SL_FAIL_TIMEOUT;
 			call_end(c, SL_ETIMEDOUT, d, NULL);
+		} else if (x == OAI_X_LOCAL) {
+			snprintf(d, sizeof d, "out of local resources before reaching upstream: %s", cerr);
+			c->fail_kind = SL_FAIL_LOCAL;
+			call_end(c, SL_ESYS, d, NULL);
 		} else if (x == OAI_X_CONNECT || (x == OAI_X_TIMEOUT && !sent)) {
 			snprintf(d, sizeof d, "upstream connect failed: %s", cerr);
 			c->fail_kind = SL_FAIL_CONNECT;
@@ -683,8 +687,11 @@ static void call_complete(oai_call *c, CURLcode res)
 	oai_xfer x = OAI_X_OK;
 	if (res == CURLE_OPERATION_TIMEDOUT)
 		x = OAI_X_TIMEOUT;
-	else if (connect_error(res))
-		x = OAI_X_CONNECT;
+	else if (connect_error(res)) {
+		long oserr = 0;
+		curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
+		x = sl__oai_local_errno((int)oserr) ? OAI_X_LOCAL : OAI_X_CONNECT;
+	}
 	else if (res == CURLE_PARTIAL_FILE)
 		x = OAI_X_PARTIAL;
 	else if (res != CURLE_OK)

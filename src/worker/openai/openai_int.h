@@ -11,6 +11,7 @@
 #define SL_WORKER_OPENAI_INT_H
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <netinet/in.h>
@@ -176,7 +177,9 @@ typedef enum oai_xfer {
 	OAI_X_TIMEOUT,     /* the total limit / deadline was reached */
 	OAI_X_CONNECT,     /* resolve or connect failed (incl. connect timeout) */
 	OAI_X_PARTIAL,     /* the body was cut short */
-	OAI_X_OTHER        /* any other transport failure */
+	OAI_X_OTHER,       /* any other transport failure */
+	OAI_X_LOCAL        /* a local resource ran out (fds, ports, memory):
+	                    * nothing was sent */
 } oai_xfer;
 
 /* ---- openai.c, for the native transport (shard thread only) ---- */
@@ -223,5 +226,13 @@ void sl__oai_nt_detach(oai_call *c);
 void sl__oai_nt_park(oai_call *c);
 void sl__oai_nt_close(oai_shard *ss);
 void sl__oai_nt_stop(oai_shard *ss);
+
+/* Is err (an errno from socket(2)/connect(2)) this process or host running
+ * out of something rather than the backend failing? */
+static inline int sl__oai_local_errno(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM ||
+	       err == EADDRNOTAVAIL;
+}
 
 #endif

@@ -252,7 +252,7 @@ static int retryable(sl_fail_kind kind, int http)
 /* Does this failure say something about the backend's health? */
 static int counts_for_breaker(int status, sl_fail_kind kind, int http)
 {
-	if (status == SL_ECANCELED)
+	if (status == SL_ECANCELED || kind == SL_FAIL_LOCAL)
 		return 0;
 	if (kind == SL_FAIL_HTTP)
 		return http == 429 || http >= 500 || http == 0;
