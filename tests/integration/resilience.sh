@@ -23,7 +23,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 LOAD="python3 $HERE/load.py"
 T=$(mktemp -d)
 PIDS=()
-CPIDS=()
 SPID=
 pass=0
 fail=0
@@ -238,17 +237,43 @@ XP=$(port)
 XPID=$!
 PIDS+=($XPID)
 if wait_up "$XP"; then
-	for i in $(seq 1 30); do
-		curl -s -m 10 -o "$T/x$i.json" -w '%{http_code}\n' "http://127.0.0.1:$XP/v1/chat/completions" \
-			-d '{"model":"m","messages":[{"role":"user","content":"hi"}]}' >>"$T/x.codes" &
-		CPIDS+=($!)
-	done
-	wait "${CPIDS[@]}" 2>/dev/null
+	# Client connections first, all accepted (so accept(2) has nothing left
+	# to fail on), then a request on each: what runs out is the upstream
+	# sockets.  free = the limit minus what the server has open now.
+	FREE=$((40 - $(ls /proc/$XPID/fd | wc -l)))
+	python3 - "$XP" "$FREE" "$T" <<'PY' >"$T/x.codes"
+import socket, sys, time, json
+port, free, tdir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n = max(free - 3, 4)   # leave a few descriptors for the upstream sockets
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+time.sleep(0.5)
+body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+       b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+for c in conns:
+    c.sendall(req)
+for i, c in enumerate(conns):
+    c.settimeout(15)
+    data = b""
+    while True:
+        try:
+            d = c.recv(65536)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        data += d
+    status = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/1.1 ") else "0"
+    open("%s/x%d.json" % (tdir, i), "wb").write(data.split(b"\r\n\r\n", 1)[-1])
+    print(status)
+PY
 	n200=$(grep -c '^200$' "$T/x.codes")
 	n503=$(grep -c '^503$' "$T/x.codes")
-	echo "  fd exhaustion: $n200 x 200, $n503 x 503 of $(wc -l <"$T/x.codes")"
+	nall=$(wc -l <"$T/x.codes")
+	echo "  fd exhaustion: $n200 x 200, $n503 x 503 of $nall"
+	[ $((n200 + n503)) -eq "$nall" ] || { sort "$T/x.codes" | uniq -c; cat "$T"/x*.json | grep -o '"message":"[^"]*"' | sort | uniq -c; }
 	check "fd exhaustion: some calls served, the rest 503 (no other status)" \
-		[ "$n200" -gt 0 -a "$n503" -gt 0 -a $((n200 + n503)) -eq 30 ]
+		[ "$n200" -gt 0 -a "$n503" -gt 0 -a $((n200 + n503)) -eq "$nall" ]
 	check "fd exhaustion: 503 says resources_exhausted" \
 		bash -c "cat '$T'/x*.json | grep -q '\"code\":\"resources_exhausted\"'"
 	curl -s "http://127.0.0.1:$XP/metrics" >"$T/x.metrics"
