@@ -101,6 +101,10 @@ typedef struct hreq {
 	/* shared with the session's shard (under mx) */
 	pthread_mutex_t mx;
 	sl_dynbuf pending;
+	sl_dynbuf spare;                /* connection's shard only: the buffer the
+	                                 * last flush wrote, emptied, swapped in
+	                                 * as pending by the next flush (no
+	                                 * malloc/free per flush) */
 	char *chunk_pre;                /* sl_oai_sse_chunk_prefix, made at the
 	                                 * first token (owned) */
 	size_t chunk_pre_len;
@@ -236,6 +240,7 @@ static void hreq_free(hreq *h)
 {
 	pthread_mutex_destroy(&h->mx);
 	sl_dynbuf_free(&h->pending);
+	sl_dynbuf_free(&h->spare);
 	free(h->chunk_pre);
 	free(h->prompt);
 	free(h->messages_json);
@@ -271,6 +276,18 @@ static void park(srv_shard *ss)
  * server buffer without bound. */
 #define SL_SERVER_MAX_PENDING_OUTPUT (8u << 20)
 
+/* Connection's shard: out (the pending buffer a flush took) becomes the
+ * spare the next flush swaps in, emptied, unless it grew large. */
+static void keep_spare(hreq *h, sl_dynbuf *out)
+{
+	if (out->cap <= 4096 && out->cap <= out->max + 1 && !h->spare.p) {
+		sl_dynbuf_reset(out);
+		h->spare = *out;
+	} else {
+		sl_dynbuf_free(out);
+	}
+}
+
 /* Connection's shard: writes what the pipeline produced. */
 static void flush_fn(void *arg)
 {
@@ -278,9 +295,12 @@ static void flush_fn(void *arg)
 	srv_shard *ss = h->ss;
 	pthread_mutex_lock(&h->mx);
 	h->posted = 0;
-	size_t len = 0;
-	char *data = sl_dynbuf_take(&h->pending, &len);
-	sl_dynbuf_init(&h->pending, h->pending.max);
+	sl_dynbuf out = h->pending; /* written below, then kept as the spare */
+	h->pending = h->spare;
+	h->pending.max = out.max;
+	sl_dynbuf_init(&h->spare, 0);
+	char *data = out.p;
+	size_t len = out.len;
 	int finished = h->finished;
 	int status = h->status;
 	int err_before = h->err_before_stream;
@@ -289,7 +309,7 @@ static void flush_fn(void *arg)
 	pthread_mutex_unlock(&h->mx);
 
 	if (h->gone || !h->req) {
-		free(data);
+		keep_spare(h, &out);
 		if (finished)
 			hreq_free(h);
 		return;
@@ -299,7 +319,7 @@ static void flush_fn(void *arg)
 		/* Not streaming, or an error before anything was streamed: one
 		 * complete response with the real status. */
 		if (!finished) {
-			free(data);
+			keep_spare(h, &out);
 			return;
 		}
 		hdrs hs = {.n = 0};
@@ -317,13 +337,13 @@ static void flush_fn(void *arg)
 		}
 		count_status(ss, status);
 		sl_h1_reply(req, status, hs.h, hs.n, data ? data : "", len);
-		free(data);
+		keep_spare(h, &out);
 		h->req = NULL;
 		hreq_free(h);
 		return;
 	}
 	if (!h->started && len == 0 && !finished) {
-		free(data);
+		keep_spare(h, &out);
 		return;
 	}
 	if (!h->started) {
@@ -335,7 +355,7 @@ static void flush_fn(void *arg)
 		if (backend[0])
 			hadd(&hs, "X-Sluice-Backend", backend);
 		if (sl_h1_reply_start(req, 200, hs.h, hs.n) != SL_OK) {
-			free(data);
+			keep_spare(h, &out);
 			return; /* client gone: the close callback follows */
 		}
 		count_status(ss, 200);
@@ -344,7 +364,7 @@ static void flush_fn(void *arg)
 	int rc = SL_OK;
 	if (len)
 		rc = sl_h1_reply_chunk(req, data, len);
-	free(data);
+	keep_spare(h, &out);
 	if (rc == SL_EAGAIN && !finished &&
 	    sl_h1_pending_output(req) > SL_SERVER_MAX_PENDING_OUTPUT) {
 		/* the client stopped reading: give up on it */
