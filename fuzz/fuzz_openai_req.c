@@ -132,6 +132,15 @@ static void check_same_req(const sl_oai_req *r, const sl_oai_req *j)
 	const json_t *dr = sl_oai_req_json(r), *dj = sl_oai_req_json(j);
 	CHECK(dr && dj && json_equal((json_t *)dr, (json_t *)dj));
 	CHECK(sl_oai_req_json(r) == dr); /* built once */
+	/* the raw "messages" bytes denote the document's messages */
+	size_t rl = 0, jl = 0;
+	const char *raw = sl_oai_req_messages_raw(r, &rl);
+	CHECK(sl_oai_req_messages_raw(j, &jl) == NULL); /* the jansson path has none */
+	if (raw) {
+		json_t *mr = json_loadb(raw, rl, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);
+		CHECK(mr && json_equal(mr, json_object_get((json_t *)dj, "messages")));
+		json_decref(mr);
+	}
 }
 
 static void check_same_err(const sl_oai_error *a, const sl_oai_error *b)

@@ -32,6 +32,8 @@ typedef struct req_impl {
 	const char *body;          /* fast path: the body copy, for the lazy
 	                              sl_oai_req_json(); NULL otherwise */
 	size_t body_len;
+	const char *msgs_raw;      /* fast path: "messages" in the body copy */
+	size_t msgs_raw_len;
 	sl_oai_message msgs_inline[INLINE_MSGS]; /* fast path */
 	char mem[];                /* fast path: body copy, padding, string arena */
 } req_impl;
@@ -1479,10 +1481,14 @@ static int fp_top(fp *x, req_impl *m, const sl_oai_limits *lim)
 					return FP_DECLINE;
 				r->model = s;
 				break;
-			case K_MESSAGES:
+			case K_MESSAGES: {
+				const unsigned char *at = x->p;
 				if (*x->p != '[' || fp_messages(x, m, max_messages))
 					return FP_DECLINE;
+				m->msgs_raw = (const char *)at;
+				m->msgs_raw_len = (size_t)(x->p - at);
 				break;
+			}
 			case K_PROMPT:
 				if (*x->p == '[') { /* an array of exactly one string */
 					x->p++;
@@ -1667,6 +1673,15 @@ const void *sl_oai_req_json(const sl_oai_req *r)
 			((sl_oai_req *)r)->_json = json_loadb(m->body, m->body_len, LOAD_FLAGS, NULL);
 	}
 	return r->_json;
+}
+
+const char *sl_oai_req_messages_raw(const sl_oai_req *r, size_t *len)
+{
+	const req_impl *m = (const req_impl *)r;
+	if (!r || r->kind != SL_OAI_CHAT || !m->fast || !m->msgs_raw)
+		return NULL;
+	*len = m->msgs_raw_len;
+	return m->msgs_raw;
 }
 
 /* Copies n bytes at off into buf when they fit below cap - 1. */

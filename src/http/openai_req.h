@@ -181,6 +181,14 @@ void sl_oai_req_free(sl_oai_req *r);
  * runs out of memory (a later call tries again). */
 const void *sl_oai_req_json(const sl_oai_req *r);
 
+/* A chat request's "messages" array as JSON text, *len bytes, not
+ * NUL-terminated: the body's own bytes when the fast path parsed the body
+ * (valid JSON, validated as the jansson path validates it, denoting the same
+ * value), NULL otherwise (then dump it from sl_oai_req_json()).  Valid while
+ * r is; lets a request be forwarded upstream without building the jansson
+ * document (~20,000 instructions for a one-message chat). */
+const char *sl_oai_req_messages_raw(const sl_oai_req *r, size_t *len);
+
 /* Flattens the request into one prompt text for workers that take text:
  *   completions ............. the prompt, unchanged;
  *   chat, exactly one message and its role is "user"

@@ -970,9 +970,15 @@ static void handle_completion(srv_shard *ss, sl_h1_req *req, sl_oai_kind kind)
 		h->meta[nm++].value = tp; /* copied by submit, req alive till then */
 	}
 	if (h->pass_messages && kind == SL_OAI_CHAT) {
-		const json_t *doc = sl_oai_req_json(oai);
-		json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
-		h->messages_json = msgs ? json_dumps(msgs, JSON_COMPACT) : NULL;
+		size_t rawlen = 0;
+		const char *raw = sl_oai_req_messages_raw(oai, &rawlen);
+		if (raw) { /* the client's own bytes: no jansson document */
+			h->messages_json = strndup(raw, rawlen);
+		} else {
+			const json_t *doc = sl_oai_req_json(oai);
+			json_t *msgs = doc ? json_object_get(doc, "messages") : NULL;
+			h->messages_json = msgs ? json_dumps(msgs, JSON_COMPACT) : NULL;
+		}
 		if (h->messages_json) {
 			h->meta[nm].key = "messages_json";
 			h->meta[nm++].value = h->messages_json;

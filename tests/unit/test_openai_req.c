@@ -838,6 +838,34 @@ static void test_fast_duplicates_at_depth(void **state)
 	sl_oai_req_free(r);
 }
 
+/* The raw "messages" bytes of a fast-path chat: exactly the body's slice
+ * (blanks and escapes kept), none for the jansson path or a completion. */
+static void test_messages_raw(void **state)
+{
+	(void)state;
+	static const char msgs[] = "[ {\"role\":\"system\",\"content\":\"be \\u00e9\\n\"},\n"
+	                           "  {\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],"
+	                           "\"name\":\"x\"} ]";
+	char body[512];
+	snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\": %s ,\"stream\":true}", msgs);
+	sl_oai_req *r = fast_parse(CHAT, body);
+	size_t len = 0;
+	const char *raw = sl_oai_req_messages_raw(r, &len);
+	assert_non_null(raw);
+	assert_int_equal(len, sizeof msgs - 1);
+	assert_memory_equal(raw, msgs, len);
+	sl_oai_req_free(r);
+	sl_oai_req *j = NULL;
+	sl_oai_error e;
+	assert_int_equal(sl__oai_req_parse_ex(SL_OAI_CHAT, body, strlen(body), NULL, &j, &e,
+	                                      SL__OAI_JANSSON_ONLY), SL_OK);
+	assert_null(sl_oai_req_messages_raw(j, &len));
+	sl_oai_req_free(j);
+	sl_oai_req *c = fast_parse(SL_OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"p\"}");
+	assert_null(sl_oai_req_messages_raw(c, &len));
+	sl_oai_req_free(c);
+}
+
 static void test_fast_escapes(void **state)
 {
 	(void)state;
@@ -1108,6 +1136,7 @@ int main(void)
 		cmocka_unit_test(test_fast_typical_bodies),
 		cmocka_unit_test(test_fast_whitespace),
 		cmocka_unit_test(test_fast_duplicates_at_depth),
+		cmocka_unit_test(test_messages_raw),
 		cmocka_unit_test(test_fast_escapes),
 		cmocka_unit_test(test_fast_numbers),
 		cmocka_unit_test(test_fast_declines_and_rules),
