@@ -21,6 +21,8 @@ typedef struct tres {
 	char reason[128];
 	int shard;
 	int done;
+	unsigned n_stages;
+	sl_stage_times times[SL_MAX_STAGES]; /* copied from the result */
 } tres;
 
 typedef struct collector {
@@ -93,6 +95,9 @@ static inline void t_on_done(void *user, const sl_result *res)
 	snprintf(t->r.finish, sizeof t->r.finish, "%s", res->finish_reason ? res->finish_reason : "");
 	snprintf(t->r.reason, sizeof t->r.reason, "%s", res->reason ? res->reason : "");
 	t->r.shard = c->rt ? sl_runtime_current_shard(c->rt) : -1;
+	t->r.n_stages = res->n_stages < SL_MAX_STAGES ? res->n_stages : SL_MAX_STAGES;
+	if (res->stage_times)
+		memcpy(t->r.times, res->stage_times, t->r.n_stages * sizeof *t->r.times);
 	pthread_mutex_lock(&c->mx);
 	t->r.done++;
 	c->n++;
