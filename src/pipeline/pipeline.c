@@ -533,6 +533,7 @@ static void stage_finished(sl__ps *ps, unsigned s, sl__req *req, int rc, int syn
 	if (rc == SL_OK) {
 		sl__ctr_add(&st->ctr.processed, 1);
 		advance(ps, s, req);
+		ps->fin_now = 0; /* only ever this call's finish() reads it */
 		return;
 	}
 	sl_outcome oc = outcome_for(req, rc);

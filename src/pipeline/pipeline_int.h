@@ -183,8 +183,10 @@ struct sl__ps {
 	uint32_t depth;                /* shard: ps_enter nesting */
 	uint32_t handoff_depth;        /* shard: nested direct hand-offs */
 	uint64_t now;                  /* shard: cached clock for a pump round */
-	uint64_t fin_now;              /* shard: end time for the next finish(),
-	                                * 0 = read the clock */
+	uint64_t fin_now;              /* shard: end time for the finish() that
+	                                * stage_finished() leads to, 0 = read the
+	                                * clock; set and cleared within one
+	                                * stage_finished() call */
 	int attached;
 	void *wss;                     /* worker's per-shard state */
 	/* counters (single writer) */
